@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test` (each creates the environment when missing).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo smoke test test-fast lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create the environment (pinned versions from pyproject.toml)
+
+demo: $(STAMP)  ## the main job on the embedded default
+	$(BIN)/croc demo
+
+smoke: $(STAMP)  ## the demo's quick variant
+	$(BIN)/croc demo --smoke
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)  ## lint, then the whole suite (slow cases included)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the suite without the slow cases
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)  ## the training-step benchmark (GPU when present)
+	$(BIN)/croc bench step --methods croc dino --modes eager compiled
+
+clean-venv:
+	rm -rf $(VENV)

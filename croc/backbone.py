@@ -1,0 +1,80 @@
+"""ViT backbones (timm) with the outputs CrOC needs from ONE forward pass, fused attention kept on.
+
+The teacher needs the CLS output, the last-block output tokens (after the final norm) and the last block's
+per-head queries / keys / values (the attention input after norm1); the student needs the first two only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from croc.errors import InputError
+
+ARCHS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224", "vit_base": "vit_base_patch16_224"}
+QKV_INDEX = {"queries": 0, "keys": 1, "values": 2}
+
+
+class BackboneOutput(NamedTuple):
+    cls: torch.Tensor  # [B, D] CLS output after the final norm
+    patches: torch.Tensor  # [B, N, D] last-block output tokens after the final norm
+    qkv: torch.Tensor | None  # [3, B, H, 1+N, d] last block's queries, keys, values (CLS first), or None
+
+
+def create_backbone(arch: str = "vit_small", patch_size: int = 16, drop_path_rate: float = 0.1,
+                    img_size: int = 224) -> nn.Module:
+    """A timm VisionTransformer without classifier, accepting any image size (positional embedding interpolated).
+
+    Its state_dict loads into ``timm.create_model(ARCHS[arch], patch_size=..., num_classes=0,
+    dynamic_img_size=True)``.
+    """
+    if arch not in ARCHS:
+        raise InputError(f"model.arch={arch!r}: allowed {sorted(ARCHS)}")
+    if patch_size not in (8, 16):
+        raise InputError(f"model.patch_size={patch_size}: allowed 8 or 16")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise InputError(f"model.drop_path_rate={drop_path_rate}: must lie in [0, 1)")
+    return timm.create_model(ARCHS[arch], pretrained=False, num_classes=0, patch_size=patch_size, img_size=img_size,
+                             dynamic_img_size=True, drop_path_rate=drop_path_rate)
+
+
+def _last_block_with_qkv(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """timm Block.forward, also returning the per-head qkv. x [B, T, C] -> ([B, T, C], [3, B, H, T, d])."""
+    attn = block.attn
+    b, t, _ = x.shape
+    qkv = attn.qkv(block.norm1(x)).reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    out = F.scaled_dot_product_attention(attn.q_norm(q), attn.k_norm(k), v,
+                                         dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    out = attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, t, attn.attn_dim))))
+    x = x + block.drop_path1(block.ls1(out))
+    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+    return x, qkv
+
+
+def backbone_forward(model: nn.Module, images: torch.Tensor, with_qkv: bool) -> BackboneOutput:
+    """images [B, 3, H, W] (normalised) -> BackboneOutput; qkv only when asked (the teacher)."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise InputError(f"images: expected [B, 3, H, W], got {list(images.shape)}")
+    x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+    qkv = None
+    if with_qkv:
+        if getattr(model.blocks[-1].attn, "gate", None) is not None:
+            raise InputError("gated attention is not supported for the clustered q/k/v tokens")
+        for block in model.blocks[:-1]:
+            x = block(x)
+        x, qkv = _last_block_with_qkv(model.blocks[-1], x)
+    else:
+        x = model.blocks(x)
+    x = model.norm(x)
+    prefix = model.num_prefix_tokens
+    return BackboneOutput(x[:, 0], x[:, prefix:], qkv)
+
+
+def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The backbone's weights with timm's names (for safetensors export)."""
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

@@ -1,0 +1,166 @@
+"""Benchmarks of the training step, runnable with nothing but torch, timm and numpy installed.
+
+    python -m croc.bench step --methods croc dino --modes eager compiled --batch 128 --arch vit_small
+
+Prints one JSON object per (method, mode): images/s and ms/iter over timed steps (synchronised only at the
+ends), the per-phase split from separate steps synchronised around each phase, and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import resource
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+
+from croc.augment import patch_centres
+from croc.clustering import ClusteringConfig
+from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
+from croc.model import CrOC
+from croc.train_step import PHASES, TrainStep
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def bench_config(args: argparse.Namespace, method: str) -> TrainConfig:
+    model = ModelConfig(arch=args.arch, patch_size=args.patch_size, drop_path_rate=0.1, out_dim=args.out_dim,
+                        out_dim_c=args.out_dim_c)
+    clustering = ClusteringConfig(n_init=args.k, n_centroids_max=args.n_centroids_max, lambda_pos=args.lambda_pos)
+    total = args.warmup + 2 * args.steps
+    optim = OptimConfig(epochs=1, batch_size=args.batch, warmup_epochs=0, freeze_last_layer_epochs=0,
+                        precision=args.precision)
+    config = TrainConfig(model=model, method=MethodConfig(method=method, tokens=args.tokens, clustering=clustering,
+                                                          warmup_teacher_temp_epochs=1),
+                         optim=optim, image_size=args.image_size)
+    return config, total
+
+
+def synthetic_inputs(batch: int, size: int, patch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random normalised views [2B, 3, S, S] and patch centres [2, B, N, 2] of random crops of a 480x640 image."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2 * batch, 3, size, size, generator=g)
+    heights = torch.rand(2 * batch, generator=g) * 300 + 150
+    tops = torch.rand(2 * batch, generator=g) * (480 - heights)
+    lefts = torch.rand(2 * batch, generator=g) * (640 - heights)
+    boxes = torch.stack([tops, lefts, heights, heights], 1)
+    flips = torch.rand(2 * batch, generator=g) < 0.5
+    xy = patch_centres(boxes, flips, size, patch).view(2, batch, -1, 2)
+    return images.to(device), xy.to(device)
+
+
+def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    config, total = bench_config(args, method)
+    model = CrOC(config).to(device)
+    if compiled:
+        model.compile()
+    step = TrainStep(model, config, steps_per_epoch=total, device=device)
+    images, xy = synthetic_inputs(args.batch, args.image_size, args.patch_size, device)
+
+    it = 0
+    for _ in range(args.warmup):
+        metrics = step(images, xy, it)
+        it += 1
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        metrics = step(images, xy, it)
+        it += 1
+    _sync(device)
+    elapsed = time.perf_counter() - start
+
+    phase_seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        _sync(device)
+        t0 = time.perf_counter()
+        yield
+        _sync(device)
+        phase_seconds[name] += time.perf_counter() - t0
+
+    for _ in range(args.steps):
+        metrics = step(images, xy, it, phase=timed)
+        it += 1
+
+    ms_per_iter = 1000 * elapsed / args.steps
+    phases = {name: round(1000 * phase_seconds[name] / args.steps, 2) for name in PHASES if name in phase_seconds}
+    phase_total = sum(phases.values())
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (process RSS)
+    loss = float(metrics["loss"])
+    return {
+        "bench": "step", "method": method, "mode": "compiled" if compiled else "eager", "device": _device_name(device),
+        "arch": f"{args.arch}/{args.patch_size}", "batch": args.batch, "image_size": args.image_size,
+        "precision": args.precision if device.type == "cuda" else "fp32", "tokens": args.tokens, "k": args.k,
+        "out_dims": [args.out_dim, args.out_dim_c], "images_per_s": round(args.batch / (elapsed / args.steps), 1),
+        "ms_per_iter": round(ms_per_iter, 2), "phases_ms": phases,
+        "clustering_share": round(phases.get("clustering", 0.0) / phase_total, 4) if phase_total else None,
+        "peak_memory_gib": round(peak, 3), "final_loss": round(loss, 4), "torch": torch.__version__,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m croc.bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+    step = sub.add_parser("step", help="time the training step")
+    step.add_argument("--methods", nargs="+", default=["croc"], choices=["croc", "dino"])
+    step.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compiled"])
+    step.add_argument("--arch", default="vit_small", choices=["vit_tiny", "vit_small", "vit_base"])
+    step.add_argument("--patch-size", type=int, default=16, choices=[8, 16])
+    step.add_argument("--batch", type=int, default=128)
+    step.add_argument("--image-size", type=int, default=224)
+    step.add_argument("--out-dim", type=int, default=65536)
+    step.add_argument("--out-dim-c", type=int, default=8192)
+    step.add_argument("--tokens", default="values", choices=["queries", "keys", "values", "last"])
+    step.add_argument("--k", type=int, default=12)
+    step.add_argument("--n-centroids-max", type=int, default=4)
+    step.add_argument("--lambda-pos", type=float, default=4.0)
+    step.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    step.add_argument("--steps", type=int, default=20, help="timed steps (and as many phase-timed steps)")
+    step.add_argument("--warmup", type=int, default=5)
+    step.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    if args.steps < 1 or args.batch < 1 or args.warmup < 0:
+        raise SystemExit("--steps and --batch must be >= 1, --warmup >= 0")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    results = []
+    for method in args.methods:
+        for mode in args.modes:
+            print(f"[croc.bench] {method} {mode} on {_device_name(device)} ...", file=sys.stderr, flush=True)
+            result = run_one(args, method, mode == "compiled", device)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The `croc` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from pipelines.demo import DemoSettings, run_demo
+
+app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
+                  add_completion=False)
+bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def demo(
+    smoke: bool = typer.Option(False, "--smoke", help="a few tiny steps (CI's check that the demo works)"),
+    steps: int | None = typer.Option(None, min=1, help="optimisation steps"),
+    batch: int | None = typer.Option(None, min=2, help="images per step"),
+    method: str = typer.Option("croc", help="croc or dino"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Pre-train CrOC briefly on generated scenes, in process, on the CPU; print losses and throughput."""
+    if method not in ("croc", "dino"):
+        raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
+    settings = DemoSettings.smoke() if smoke else DemoSettings()
+    overrides = {k: v for k, v in {"steps": steps, "batch": batch}.items() if v is not None}
+    settings = DemoSettings(**{**settings.__dict__, **overrides, "method": method, "seed": seed})
+    run_demo(settings)
+
+
+@bench_app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_step(ctx: typer.Context) -> None:
+    """Time the training step; options as `python -m croc.bench step --help`."""
+    from croc.bench import main as bench_main
+
+    bench_main(["step", *ctx.args])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

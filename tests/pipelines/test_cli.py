@@ -1,0 +1,42 @@
+"""The `croc` command line: the demo's smoke mode and the benchmark run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+
+def test_demo_smoke_runs_and_reports() -> None:
+    result = CliRunner().invoke(app, ["demo", "--smoke"])
+    assert result.exit_code == 0, result.output
+    assert "done: 4 steps" in result.output and "images/s" in result.output
+
+
+def test_demo_rejects_unknown_method() -> None:
+    result = CliRunner().invoke(app, ["demo", "--smoke", "--method", "byol"])
+    assert result.exit_code != 0 and "byol" in result.output
+
+
+def test_bench_step_prints_json_with_phases() -> None:
+    args = ["-m", "croc.bench", "step", "--methods", "croc", "dino", "--arch", "vit_tiny", "--batch", "2",
+            "--image-size", "48", "--out-dim", "256", "--out-dim-c", "64", "--k", "4", "--steps", "1", "--warmup", "1"]
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True).stdout
+    croc, dino = (json.loads(line) for line in out.strip().splitlines())
+    assert croc["method"] == "croc" and dino["method"] == "dino"
+    assert set(croc["phases_ms"]) == {"teacher_forward", "clustering", "student_forward", "heads_loss",
+                                      "backward_update"}
+    assert "clustering" not in dino["phases_ms"]
+    assert croc["images_per_s"] > 0 and 0 < croc["clustering_share"] < 1
+
+
+def test_bench_through_the_cli() -> None:
+    result = CliRunner().invoke(app, ["bench", "step", "--arch", "vit_tiny", "--batch", "2", "--image-size", "32",
+                                      "--out-dim", "128", "--out-dim-c", "64", "--k", "3", "--n-centroids-max", "3",
+                                      "--steps", "1", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    assert '"bench": "step"' in result.output
