@@ -42,7 +42,7 @@ def bench_config(args: argparse.Namespace, method: str) -> TrainConfig:
     model = ModelConfig(arch=args.arch, patch_size=args.patch_size, drop_path_rate=0.1, out_dim=args.out_dim,
                         out_dim_c=args.out_dim_c)
     clustering = ClusteringConfig(n_init=args.k, n_centroids_max=args.n_centroids_max, lambda_pos=args.lambda_pos)
-    total = args.warmup + 2 * args.steps
+    total = args.warmup + 2 * args.steps + 1
     optim = OptimConfig(epochs=1, batch_size=args.batch, warmup_epochs=0, freeze_last_layer_epochs=0,
                         precision=args.precision)
     config = TrainConfig(model=model, method=MethodConfig(method=method, tokens=args.tokens, clustering=clustering,
@@ -69,7 +69,7 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
     config, total = bench_config(args, method)
     model = CrOC(config).to(device)
     if compiled:
-        model.compile()
+        model.compile_passes()
     step = TrainStep(model, config, steps_per_epoch=total, device=device)
     images, xy = synthetic_inputs(args.batch, args.image_size, args.patch_size, device)
 
@@ -101,6 +101,9 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
         metrics = step(images, xy, it, phase=timed)
         it += 1
 
+    sync_free = check_no_sync(step, images, xy, it, device) if args.check_sync else None
+    it += 1 if args.check_sync else 0
+
     ms_per_iter = 1000 * elapsed / args.steps
     phases = {name: round(1000 * phase_seconds[name] / args.steps, 2) for name in PHASES if name in phase_seconds}
     phase_total = sum(phases.values())
@@ -116,8 +119,24 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
         "out_dims": [args.out_dim, args.out_dim_c], "images_per_s": round(args.batch / (elapsed / args.steps), 1),
         "ms_per_iter": round(ms_per_iter, 2), "phases_ms": phases,
         "clustering_share": round(phases.get("clustering", 0.0) / phase_total, 4) if phase_total else None,
-        "peak_memory_gib": round(peak, 3), "final_loss": round(loss, 4), "torch": torch.__version__,
+        "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "final_loss": round(loss, 4),
+        "torch": torch.__version__,
     }
+
+
+def check_no_sync(step: TrainStep, images: torch.Tensor, xy: torch.Tensor, it: int, device: torch.device) -> bool | str:
+    """Run one step with CUDA's sync debug mode set to error: True when nothing synchronised with the host."""
+    if device.type != "cuda":
+        return "n/a (cpu)"
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step(images, xy, it)
+        return True
+    except RuntimeError as error:
+        print(f"[croc.bench] synchronising operation in the step: {error}", file=sys.stderr)
+        return False
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
     step.add_argument("--steps", type=int, default=20, help="timed steps (and as many phase-timed steps)")
     step.add_argument("--warmup", type=int, default=5)
+    step.add_argument("--check-sync", action="store_true", help="prove one step runs without host sync (CUDA)")
     step.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     return parser
 

@@ -34,7 +34,7 @@ class Network(nn.Module):
         self.features = self._features
         self.logits = self._logits
 
-    def compile(self, **kwargs) -> None:
+    def compile_passes(self, **kwargs) -> None:
         """Compile the backbone pass and the head pass separately (they are timed as separate phases)."""
         self.features = torch.compile(self._features, **kwargs)
         self.logits = torch.compile(self._logits, **kwargs)
@@ -90,9 +90,10 @@ class CrOC(nn.Module):
                               if self.dense else None)
         self.cluster = cluster_views
 
-    def compile(self, **kwargs) -> None:
-        self.student.compile(**kwargs)
-        self.teacher.compile(**kwargs)
+    def compile_passes(self, **kwargs) -> None:
+        """torch.compile the backbone and head passes of both networks, and the clustering (fullgraph)."""
+        self.student.compile_passes(**kwargs)
+        self.teacher.compile_passes(**kwargs)
         self.cluster = torch.compile(cluster_views, fullgraph=True)
 
     def train(self, mode: bool = True) -> CrOC:
