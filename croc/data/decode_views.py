@@ -1,0 +1,82 @@
+"""Encoded image bytes -> two uint8 global views with their crop boxes and flip flags (the CPU stage).
+
+Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding, a JPEG is
+decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output
+resolution, each crop is resized straight from its source region (PIL's resize with a box, antialiased), and
+only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats of boxes and 2 flags.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from croc.augment import CROP_RATIO, GLOBAL_SCALE, sample_crop_box
+from croc.errors import InputError
+
+
+class DecodedViews(NamedTuple):
+    views: np.ndarray  # [n, 2, 3, S, S] uint8
+    boxes: np.ndarray  # [n, 2, 4] float32 (top, left, height, width) in the original image
+    flips: np.ndarray  # [n, 2] bool
+    replaced: np.ndarray  # [n] bool, True where an undecodable record was replaced by the next good one
+
+
+def draft_factor(boxes: Sequence[tuple[int, int, int, int]], size: int) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4, 8) keeping every crop at least `size` pixels on its short side."""
+    short = min(min(box[2], box[3]) for box in boxes)
+    factor = 1
+    while factor < 8 and short / (factor * 2) >= size:
+        factor *= 2
+    return factor
+
+
+def two_views(data: bytes, width: int, height: int, size: int, generator: torch.Generator,
+              scale: tuple[float, float] = GLOBAL_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's bytes -> (views [2, 3, S, S] uint8, boxes [2, 4] float32, flips [2] bool)."""
+    boxes = [sample_crop_box(height, width, scale, CROP_RATIO, generator) for _ in range(2)]
+    flips = (torch.rand(2, generator=generator) < 0.5).numpy()
+    with Image.open(io.BytesIO(data)) as image:
+        if image.size != (width, height):
+            raise InputError(f"stored size {width}x{height} differs from the decoded {image.size[0]}x{image.size[1]}")
+        factor = draft_factor(boxes, size)
+        if factor > 1 and image.format == "JPEG":
+            image.draft("RGB", (-(-width // factor), -(-height // factor)))
+        rgb = image.convert("RGB")
+    sx, sy = rgb.size[0] / width, rgb.size[1] / height  # decoded pixels per original pixel
+    views = np.empty((2, 3, size, size), np.uint8)
+    for v, (top, left, h, w) in enumerate(boxes):
+        crop = rgb.resize((size, size), Image.Resampling.BICUBIC,
+                          box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy))
+        if flips[v]:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        views[v] = np.asarray(crop).transpose(2, 0, 1)
+    return views, np.asarray(boxes, np.float32), flips
+
+
+def decode_batch(images: Sequence[bytes], widths: Sequence[int], heights: Sequence[int], ids: Sequence[str],
+                 size: int, generator: torch.Generator, scale: tuple[float, float] = GLOBAL_SCALE) -> DecodedViews:
+    """Views for a batch of records; an undecodable record is replaced by the next good one (fresh crops)."""
+    n = len(images)
+    out = DecodedViews(np.empty((n, 2, 3, size, size), np.uint8), np.empty((n, 2, 4), np.float32),
+                       np.empty((n, 2), bool), np.zeros(n, bool))
+    good: list[int] = []
+    for i in range(n):
+        try:
+            out.views[i], out.boxes[i], out.flips[i] = two_views(images[i], int(widths[i]), int(heights[i]), size,
+                                                                 generator, scale)
+            good.append(i)
+        except Exception:  # corrupt bytes, not an image, wrong size: replaced below, counted
+            out.replaced[i] = True
+    if not good:
+        raise InputError(f"none of {n} consecutive records could be decoded (ids {', '.join(map(str, ids[:5]))}...)")
+    for i in np.flatnonzero(out.replaced):
+        donor = next((j for j in good if j > i), good[0])
+        out.views[i], out.boxes[i], out.flips[i] = two_views(images[donor], int(widths[donor]), int(heights[donor]),
+                                                             size, generator, scale)
+    return out

@@ -1,0 +1,118 @@
+"""Ray Data: Parquet shards -> streaming read -> decode -> two uint8 views + boxes + flips -> Train workers.
+
+Driver side: `view_dataset(...)` builds the dataset passed to `TorchTrainer(datasets={"train": ds})`.
+Worker side: `view_batches(...)` turns the worker's shard (`ray.train.get_dataset_shard("train")`) into exactly
+`steps_per_epoch` full batches, every worker the same number (Train splits with `equal=True`; a record that
+cannot be decoded is replaced by the next good one, so no row is lost).
+Order: the shard files are shuffled with a seed, anew for each epoch (the same seed gives the same sequence
+of orders), then a seeded local shuffle buffer mixes rows. Crops are drawn fresh every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.data import FileShuffleConfig
+
+from croc.augment import GLOBAL_SCALE
+from croc.batch import ViewBatch
+from croc.data.decode_views import decode_batch
+from croc.data.shards import load_manifest, shard_paths
+from croc.errors import InputError
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    shard_dir: str
+    image_size: int = 224
+    scale: tuple[float, float] = GLOBAL_SCALE
+    seed: int = 0
+    decode_rows: int = 16  # rows per decode call
+    decode_cpus: float = 1.0  # CPUs per decode task
+    shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0 = off)
+    prefetch_batches: int = 2
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How a machine's CPUs are split between Train workers and Ray Data."""
+
+    cpus_per_worker: float
+    data_cpus: float
+
+
+def plan_resources(total_cpus: float, num_workers: int, gpus: bool) -> ResourcePlan:
+    """Keep at least one whole CPU (half of a small machine) for Ray Data.
+
+    A Train worker that holds every CPU leaves Ray Data's read tasks unschedulable: the run hangs silently.
+    """
+    if num_workers < 1:
+        raise InputError(f"resources.num_workers={num_workers}: must be >= 1")
+    data = max(1.0, total_cpus / 2) if not gpus else max(1.0, total_cpus - num_workers)
+    per_worker = (total_cpus - data) / num_workers
+    if per_worker <= 0:
+        per_worker = min(0.5, total_cpus / (2 * num_workers))
+        data = total_cpus - per_worker * num_workers
+    return ResourcePlan(cpus_per_worker=round(per_worker, 3), data_cpus=data)
+
+
+def _decode_rows(batch: dict[str, np.ndarray], image_size: int, scale: tuple[float, float],
+                 with_ids: bool) -> dict[str, np.ndarray]:
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
+    out = decode_batch(batch["image"], batch["width"], batch["height"], batch["id"], image_size, generator, scale)
+    rows = {"views": out.views, "boxes": out.boxes, "flips": out.flips, "replaced": out.replaced}
+    return {"id": batch["id"], **rows} if with_ids else rows
+
+
+def view_dataset(settings: DataSettings, with_ids: bool = False) -> tuple[ray.data.Dataset, dict[str, Any]]:
+    """-> (dataset of rows {views [2,3,S,S] uint8, boxes [2,4], flips [2], replaced (, id)}, the manifest).
+
+    Image ids (strings) are left out by default: training batches are tensors only.
+    """
+    manifest = load_manifest(settings.shard_dir)
+    files = [str(p) for p in shard_paths(settings.shard_dir, manifest)]
+    dataset = ray.data.read_parquet(files, shuffle=FileShuffleConfig(seed=settings.seed, reseed_after_execution=True))
+    dataset = dataset.select_columns(["id", "image", "width", "height"])
+    dataset = dataset.map_batches(_decode_rows, fn_kwargs={"image_size": settings.image_size,
+                                                           "scale": tuple(settings.scale), "with_ids": with_ids},
+                                  batch_size=settings.decode_rows, batch_format="numpy",
+                                  num_cpus=settings.decode_cpus)
+    return dataset, manifest
+
+
+def steps_per_epoch(num_images: int, global_batch: int) -> int:
+    """Full batches per epoch for every worker, fixed from the manifest's image count."""
+    steps = num_images // global_batch
+    if steps < 1:
+        raise InputError(f"{num_images} images cannot fill one batch of {global_batch}: lower optim.batch_size")
+    return steps
+
+
+def view_batches(shard: Any, batch_size: int, steps: int, settings: DataSettings,
+                 epoch: int = 0) -> Iterator[tuple[ViewBatch, torch.Tensor]]:
+    """Exactly `steps` batches from a worker's shard -> (ViewBatch with views [2, B, 3, S, S], replaced count)."""
+    iterator = shard.iter_torch_batches(
+        batch_size=batch_size, drop_last=True, prefetch_batches=settings.prefetch_batches,
+        local_shuffle_buffer_size=settings.shuffle_buffer or None,
+        local_shuffle_seed=settings.seed * 100_003 + epoch if settings.shuffle_buffer else None)
+    done = 0
+    for batch in iterator:
+        views = batch["views"].transpose(0, 1)  # [B, 2, ...] -> [2, B, ...]
+        yield (ViewBatch(views, batch["boxes"].transpose(0, 1), batch["flips"].transpose(0, 1).bool()),
+               batch["replaced"].sum())
+        done += 1
+        if done == steps:
+            return
+    raise InputError(f"the data shard ran out after {done} of {steps} batches of {batch_size}: "
+                     "the shards hold fewer images than their manifest says")
+
+
+def bytes_per_image(image_size: int) -> int:
+    """What one pre-training image costs on the wire: two uint8 views, two boxes, two flags."""
+    return 2 * 3 * image_size * image_size + 2 * 4 * 4 + 2 + 1
+

@@ -1,0 +1,22 @@
+"""Shared fixtures: ONE throw-away local Ray session for the whole suite (started here, stopped here)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A private local Ray instance (address="local": never joins another cluster on the machine), 2 CPUs."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -1,0 +1,69 @@
+"""The CPU stage: two views from encoded bytes, checked against the pixels their boxes name."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from croc.data.decode_views import decode_batch, draft_factor, two_views
+from croc.errors import InputError
+
+
+def coordinate_image(width: int, height: int, fmt: str = "PNG") -> bytes:
+    """R encodes x, G encodes y (smooth ramps), B constant: a view's pixels tell where they came from."""
+    xx, yy = np.meshgrid(np.arange(width), np.arange(height))
+    rgb = np.stack([xx * 255.0 / (width - 1), yy * 255.0 / (height - 1), np.full_like(xx, 128.0)], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(rgb).astype(np.uint8)).save(buffer, format=fmt, quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_views_show_the_pixels_of_their_boxes(fmt: str) -> None:
+    width, height, size = 400, 300, 32
+    data = coordinate_image(width, height, fmt)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        views, boxes, flips = two_views(data, width, height, size, generator)
+        assert views.shape == (2, 3, size, size) and views.dtype == np.uint8
+        for v in range(2):
+            top, left, h, w = boxes[v]
+            u = np.arange(size)
+            x = left + (u + 0.5) * w / size - 0.5
+            y = top + (u + 0.5) * h / size - 0.5
+            expected_r = x * 255 / (width - 1)
+            expected_g = y * 255 / (height - 1)
+            red_row = views[v, 0, size // 2].astype(float)
+            green_col = views[v, 1, :, size // 2].astype(float)
+            if flips[v]:
+                red_row = red_row[::-1]
+            inner = slice(2, -2)  # away from the border where the resampling kernel is cut
+            np.testing.assert_allclose(red_row[inner], expected_r[inner], atol=4)
+            np.testing.assert_allclose(green_col[inner], expected_g[inner], atol=4)
+
+
+def test_draft_factor_keeps_the_output_resolution() -> None:
+    assert draft_factor([(0, 0, 1000, 900), (0, 0, 2000, 2000)], 224) == 4  # 900 / 4 = 225 >= 224
+    assert draft_factor([(0, 0, 300, 300), (0, 0, 2000, 2000)], 224) == 1
+    assert draft_factor([(0, 0, 5000, 5000)] * 2, 224) == 8
+
+
+def test_corrupt_records_are_replaced_by_the_next_good_one() -> None:
+    good = coordinate_image(64, 48)
+    images = [b"garbage", good, b"\x89PNG broken", good]
+    out = decode_batch(images, [64] * 4, [48] * 4, ["a", "b", "c", "d"], 16, torch.Generator().manual_seed(1))
+    assert out.replaced.tolist() == [True, False, True, False]
+    assert out.views.shape == (4, 2, 3, 16, 16)
+    assert (out.boxes[:, :, 2] > 0).all()
+    with pytest.raises(InputError, match="none of 2 consecutive records"):
+        decode_batch([b"x", b"y"], [4, 4], [4, 4], ["x", "y"], 16, torch.Generator())
+
+
+def test_wrong_stored_size_counts_as_corrupt() -> None:
+    good = coordinate_image(64, 48)
+    out = decode_batch([good, good], [64, 65], [48, 48], ["a", "b"], 16, torch.Generator().manual_seed(2))
+    assert out.replaced.tolist() == [False, True]
