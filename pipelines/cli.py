@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pipelines.data_commands import data_app
 from pipelines.demo import DemoSettings, run_demo
 
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
@@ -11,6 +12,7 @@ app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervi
 bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
 
 
 @app.command()
