@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,26 +25,12 @@ from PIL import Image
 
 from croc.data.pretrain_images import ImageRecord
 from croc.errors import InputError
+from croc.files import write_atomically
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("image", pa.binary()),
                     ("width", pa.int32()), ("height", pa.int32())])
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def probe_image(data: bytes) -> tuple[int, int]:

@@ -36,3 +36,12 @@ def test_prepare_names_the_missing_layout(tmp_path: Path) -> None:
     assert "nope" in result.output and "expected layout" in result.output
     bad_kind = CliRunner().invoke(app, ["data", "prepare", "cifar", "--root", str(tmp_path), "--out", str(tmp_path)])
     assert bad_kind.exit_code != 0 and "cifar" in bad_kind.output
+
+
+def test_synth_tiny_writes_the_official_layouts(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "bench"), "--tiny", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    for folder in ("coco/train2017", "coco/annotations/stuff_val2017_pixelmaps", "voc/JPEGImages",
+                   "davis/JPEGImages/480p"):
+        assert (tmp_path / "bench" / folder).is_dir(), folder
+    assert (tmp_path / "bench" / "manifest.json").exists()
