@@ -40,6 +40,20 @@ def bench_step(ctx: typer.Context) -> None:
     bench_main(["step", *ctx.args])
 
 
+@bench_app.command("data")
+def bench_data(
+    shards: str | None = typer.Option(None, help="shard folder (default: synthetic 480x640 JPEGs)"),
+    cpus: int = typer.Option(2, min=1, help="CPUs for both pipelines"),
+    images: int = typer.Option(192, min=8, help="images per pass"),
+    size: int = typer.Option(224, min=16),
+) -> None:
+    """images/s per core of the two-view augmentation with positions: ours (Ray Data) vs the authors' way."""
+    from pipelines.bench_data import DataBenchSettings
+    from pipelines.bench_data import main as data_main
+
+    data_main(DataBenchSettings(shard_dir=shards, cpus=cpus, images=images, size=size))
+
+
 def main() -> None:
     app()
 

@@ -34,6 +34,7 @@ class DataSettings:
     seed: int = 0
     decode_rows: int = 16  # rows per decode call
     decode_cpus: float = 1.0  # CPUs per decode task
+    read_block_bytes: int = 8 * 2**20  # encoded bytes per read block
     shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0 = off)
     prefetch_batches: int = 2
 
@@ -77,6 +78,9 @@ def view_dataset(settings: DataSettings, with_ids: bool = False) -> tuple[ray.da
     manifest = load_manifest(settings.shard_dir)
     files = [str(p) for p in shard_paths(settings.shard_dir, manifest)]
     dataset = ray.data.read_parquet(files, shuffle=FileShuffleConfig(seed=settings.seed, reseed_after_execution=True))
+    # Small read blocks (a few decode calls each): Ray otherwise packs several shards into one block, and one block
+    # is decoded by one task on one core.
+    dataset.context.target_max_block_size = settings.read_block_bytes
     dataset = dataset.select_columns(["id", "image", "width", "height"])
     dataset = dataset.map_batches(_decode_rows, fn_kwargs={"image_size": settings.image_size,
                                                            "scale": tuple(settings.scale), "with_ids": with_ids},

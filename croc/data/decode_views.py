@@ -2,18 +2,20 @@
 
 Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding, a JPEG is
 decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output
-resolution, each crop is resized straight from its source region (PIL's resize with a box, antialiased), and
+resolution, each crop is resized straight from its source region (antialiased bicubic on uint8), and
 only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats of boxes and 2 flags.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from croc.augment import CROP_RATIO, GLOBAL_SCALE, sample_crop_box
@@ -38,7 +40,12 @@ def draft_factor(boxes: Sequence[tuple[int, int, int, int]], size: int) -> int:
 
 def two_views(data: bytes, width: int, height: int, size: int, generator: torch.Generator,
               scale: tuple[float, float] = GLOBAL_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's bytes -> (views [2, 3, S, S] uint8, boxes [2, 4] float32, flips [2] bool)."""
+    """One image's bytes -> (views [2, 3, S, S] uint8, boxes [2, 4] float32, flips [2] bool).
+
+    Decoded pixels stay uint8 throughout: the crops are resized with torch's antialiased bicubic uint8 kernel
+    (about 3x faster than PIL's). With draft decoding, each box is snapped outwards to whole decoded pixels
+    and the returned box is the region actually used, so the patch positions stay exact.
+    """
     boxes = [sample_crop_box(height, width, scale, CROP_RATIO, generator) for _ in range(2)]
     flips = (torch.rand(2, generator=generator) < 0.5).numpy()
     with Image.open(io.BytesIO(data)) as image:
@@ -47,16 +54,21 @@ def two_views(data: bytes, width: int, height: int, size: int, generator: torch.
         factor = draft_factor(boxes, size)
         if factor > 1 and image.format == "JPEG":
             image.draft("RGB", (-(-width // factor), -(-height // factor)))
-        rgb = image.convert("RGB")
-    sx, sy = rgb.size[0] / width, rgb.size[1] / height  # decoded pixels per original pixel
+        pixels = np.array(image.convert("RGB"))  # [h, w, 3] uint8 (writable, for torch)
+    decoded_h, decoded_w = pixels.shape[:2]
+    sy, sx = decoded_h / height, decoded_w / width  # decoded pixels per original pixel
+    frame = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # [1, 3, h, w], channels-last memory, no copy
     views = np.empty((2, 3, size, size), np.uint8)
+    used = np.empty((2, 4), np.float32)
     for v, (top, left, h, w) in enumerate(boxes):
-        crop = rgb.resize((size, size), Image.Resampling.BICUBIC,
-                          box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy))
+        t0, l0 = math.floor(top * sy), math.floor(left * sx)
+        t1, l1 = min(decoded_h, math.ceil((top + h) * sy)), min(decoded_w, math.ceil((left + w) * sx))
+        crop = F.interpolate(frame[:, :, t0:t1, l0:l1], size=(size, size), mode="bicubic", antialias=True)
         if flips[v]:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        views[v] = np.asarray(crop).transpose(2, 0, 1)
-    return views, np.asarray(boxes, np.float32), flips
+            crop = crop.flip(-1)
+        views[v] = crop[0].numpy()
+        used[v] = (t0 / sy, l0 / sx, (t1 - t0) / sy, (l1 - l0) / sx)
+    return views, used, flips
 
 
 def decode_batch(images: Sequence[bytes], widths: Sequence[int], heights: Sequence[int], ids: Sequence[str],

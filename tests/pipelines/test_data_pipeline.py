@@ -109,3 +109,23 @@ def test_two_workers_get_equal_full_batches_despite_corrupt_records(tmp_path: Pa
     assert [r["batches"] for r in reports] == [2 * steps, 2 * steps]
     # corrupt records reach the metrics (those inside the consumed batches; at most 3 per epoch)
     assert 0 < sum(r["replaced"] for r in reports) <= 6
+
+
+def test_an_image_ships_at_most_0_3_mb() -> None:
+    from pipelines.data_pipeline import bytes_per_image
+
+    assert bytes_per_image(224) <= 0.3 * 2**20  # two uint8 views + boxes + flags (the authors ship ~4 MB)
+
+
+@pytest.mark.slow
+def test_bench_data_prints_all_figures(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "pipelines.cli", "bench", "data", "--images", "32", "--size", "32", "--cpus", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=300,
+                         env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"}).stdout
+    result = json.loads(next(line for line in out.splitlines() if line.startswith('{"bench": "data"')))
+    for key in ("baseline_images_per_s_per_core", "ours_cpu_stage_images_per_s_per_core",
+                "ours_photometric_cpu_images_per_s_per_core"):
+        assert result[key] > 0, key
