@@ -32,6 +32,30 @@ def demo(
     run_demo(settings)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def pretrain(
+    ctx: typer.Context,
+    config: str = typer.Option(..., "--config", "-c", help="YAML config (experiments/...); key=value overrides follow"),
+    run_name: str | None = typer.Option(None, "--run-name", help="an existing run's name resumes it"),
+) -> None:
+    """Pre-train on Ray Train (local Ray started for you, or the cluster in RAY_ADDRESS), tracked in MLflow."""
+    from croc.errors import InputError
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config, list(ctx.args))
+    except InputError as error:  # the config is checked before any Ray resource is requested
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    from pipelines.pretrain import run_pretrain
+
+    try:
+        run_pretrain(cfg, run_name=run_name)
+    except InputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
 @bench_app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_step(ctx: typer.Context) -> None:
     """Time the training step; options as `python -m croc.bench step --help`."""

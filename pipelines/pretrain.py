@@ -1,0 +1,192 @@
+"""`croc pretrain`: CrOC (or DINO) pre-training on Ray Train, tracked in MLflow.
+
+The driver validates the config, checks the tracking store, prepares the data (the synthetic benchmark is
+generated and sharded when asked), checks that the cluster can hold the workers, builds the TorchTrainer and
+waits, showing progress; then it exports the teacher backbone (timm safetensors) and logs the artifacts.
+A run name that already exists under the storage path resumes that run (Ray Train restores its latest
+checkpoint); a new run gets a new unique name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from mlflow.tracking import MlflowClient
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from croc.checkpoint import load_training_state
+from croc.data.pretrain_images import list_pretrain_images
+from croc.data.shards import load_manifest, write_shards
+from croc.data.synthetic import SynthSpec, generate_benchmark
+from croc.errors import InputError
+from croc.export import export_backbone_weights
+from pipelines.config import PretrainConfig, config_hash, dump_config, flat_params
+from pipelines.data_pipeline import plan_resources, steps_per_epoch, view_dataset
+from pipelines.tracking import check_tracking_uri, run_tags, start_run
+from pipelines.train_loop import train_loop
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    run_name: str
+    run_id: str
+    tracking_uri: str
+    checkpoint: str
+    backbone: str
+    steps: int
+
+
+@ray.remote(num_cpus=0)
+class ProgressBoard:
+    """Rank 0 posts (step, loss) at log steps; the driver reads it to draw the progress bar."""
+
+    def __init__(self) -> None:
+        self.step, self.loss = 0, float("nan")
+
+    def update(self, step: int, loss: float) -> None:
+        self.step, self.loss = step, loss
+
+    def read(self) -> tuple[int, float]:
+        return self.step, self.loss
+
+
+def training_shards(cfg: PretrainConfig, console: Console) -> str:
+    """The shard folder to train on; for the synthetic source, generate the benchmark and shard it (cached)."""
+    if cfg.data.source == "shards":
+        load_manifest(cfg.data.shard_dir)  # fails now, naming the folder, rather than inside a worker
+        return cfg.data.shard_dir
+    synth = cfg.data.synthetic
+    out = Path(synth.out_dir or f"data/synthetic-s{synth.seed}-n{synth.train_images}-{synth.height}x{synth.width}")
+    out = out.resolve()
+    spec = SynthSpec(seed=synth.seed, coco_train=synth.train_images, height=synth.height, width=synth.width)
+    console.print(f"synthetic benchmark at {out} (generated once, reused)")
+    generate_benchmark(out, spec)
+    shard_dir = out / "shards" / "coco_train2017"
+    write_shards(list_pretrain_images("coco", out / "coco"), shard_dir, images_per_shard=64, kind="coco",
+                 root=str(out / "coco"))
+    return str(shard_dir)
+
+
+def connect_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a private local one."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local, throw-away instance
+        ray.init(address="local", include_dashboard=False)
+
+
+def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float) -> None:
+    """An impossible resource request is an error now, not a hang later."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    workers = cfg.resources.num_workers
+    if cfg.resources.use_gpu and gpus < workers:
+        raise InputError(f"resources.num_workers={workers} with resources.use_gpu=true needs {workers} GPUs; "
+                         f"the cluster has {gpus:g}")
+    if workers * cpus_per_worker > cpus - 0.5:
+        raise InputError(f"resources.num_workers={workers} x cpus_per_worker={cpus_per_worker:g} leaves no CPU "
+                         f"for Ray Data on a cluster of {cpus:g} CPUs: lower resources.cpus_per_worker")
+
+
+def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console) -> Any:
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # re-raised in the driver thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, daemon=True)
+    thread.start()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("loss {task.fields[loss]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("pre-training", total=total, loss="-")
+        while thread.is_alive():
+            thread.join(timeout=1.0)
+            step, loss = ray.get(board.read.remote())
+            progress.update(task, completed=step, loss=f"{loss:.4f}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
+                 fault: dict | None = None) -> PretrainResult:
+    """Pre-train as configured; `run_name` of an existing run resumes it. `fault` injects a failure (tests)."""
+    console = console or Console()
+    tracking_uri = cfg.tracking.tracking_uri
+    check_tracking_uri(tracking_uri)
+    shard_dir = training_shards(cfg, console)
+    manifest = load_manifest(shard_dir)
+    per_epoch = steps_per_epoch(manifest["num_images"], cfg.optim.batch_size)
+    total = per_epoch * cfg.optim.epochs
+
+    connect_ray()
+    plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.resources.num_workers, cfg.resources.use_gpu)
+    cpus_per_worker = cfg.resources.cpus_per_worker or plan.cpus_per_worker
+    check_cluster_fits(cfg, cpus_per_worker)
+
+    run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = cfg.checkpoint.storage_path
+    client = MlflowClient(tracking_uri)
+    run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name,
+                       run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg)), flat_params(cfg))
+    console.print(f"run {run_name}: {total} steps ({per_epoch}/epoch) on {cfg.resources.num_workers} worker(s), "
+                  f"{manifest['num_images']} images; MLflow run {run_id}")
+
+    dataset, _ = view_dataset(cfg.data_settings(shard_dir))
+    board = ProgressBoard.remote()
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir, "steps_per_epoch": per_epoch,
+                           "tracking_uri": tracking_uri, "run_id": run_id, "progress": board, "fault": fault},
+        scaling_config=ScalingConfig(num_workers=cfg.resources.num_workers, use_gpu=cfg.resources.use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if cfg.resources.use_gpu else "gloo"),
+        run_config=RunConfig(name=run_name, storage_path=storage,
+                             failure_config=FailureConfig(max_failures=cfg.resources.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep_last)),
+        datasets={"train": dataset},
+    )
+    try:
+        result = _fit_with_progress(trainer, board, total, console)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    backbone = _log_artifacts(client, run_id, cfg, result.checkpoint)
+    client.set_terminated(run_id, status="FINISHED")
+    outcome = PretrainResult(run_name, run_id, tracking_uri, result.checkpoint.path, backbone, total)
+    console.print(f"done: {total} steps; checkpoint {outcome.checkpoint}; backbone {backbone}; "
+                  f"MLflow run {run_id} at {tracking_uri} (`mlflow ui --backend-store-uri {tracking_uri}`)")
+    return outcome
+
+
+def _log_artifacts(client: MlflowClient, run_id: str, cfg: PretrainConfig, checkpoint: Any) -> str:
+    """Log the resolved config and the teacher backbone (timm safetensors); -> the backbone's artifact URI."""
+    with checkpoint.as_directory() as folder:
+        state = load_training_state(folder)
+    prefix = "teacher.backbone."
+    weights = {k.removeprefix(prefix): v for k, v in state["model"].items() if k.startswith(prefix)}
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "config.yaml"
+        config_path.write_text(dump_config(cfg))
+        client.log_artifact(run_id, str(config_path))
+        path = export_backbone_weights(weights, Path(tmp) / "backbone.safetensors", cfg.model.arch,
+                                       cfg.model.patch_size)
+        client.log_artifact(run_id, str(path))
+    return f"{client.get_run(run_id).info.artifact_uri}/backbone.safetensors"

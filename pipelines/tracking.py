@@ -1,0 +1,111 @@
+"""MLflow: run hierarchy and tags (design.md), buffered metrics, reachability check, artifacts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from croc.errors import InputError
+
+
+def git_sha() -> str:
+    """The revision the code runs from ('unknown' outside a git checkout; CROC_GIT_SHA overrides, e.g. images)."""
+    if os.environ.get("CROC_GIT_SHA"):
+        return os.environ["CROC_GIT_SHA"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail before training when the tracking store cannot be used; the message says what to do."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"tracking.tracking_uri={uri}: cannot create {folder}: {error}") from error
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"tracking.tracking_uri={uri}: {folder} is not writable")
+        return
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                if response.status == 200:
+                    return
+        except OSError as error:
+            raise InputError(f"tracking.tracking_uri={uri} does not answer ({error}); start the MLflow server "
+                             "or point tracking.tracking_uri at a reachable one") from error
+        raise InputError(f"tracking.tracking_uri={uri}/health did not answer 200")
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
+
+
+def run_tags(kind: str, method: str, dataset: str, config_hash: str, extra: Mapping[str, str] | None = None) -> dict:
+    tags = {"croc.kind": kind, "croc.method": method, "croc.dataset": dataset, "croc.config_hash": config_hash,
+            "croc.git_sha": git_sha()}
+    if os.environ.get("CROC_IMAGE"):
+        tags["croc.image"] = os.environ["CROC_IMAGE"]
+    tags.update(extra or {})
+    return tags
+
+
+def find_run(client: MlflowClient, experiment: str, run_name: str) -> str | None:
+    """The id of an existing run of this name (a re-submitted run continues it)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.mlflow.runName = '{run_name}'",
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def start_run(client: MlflowClient, experiment: str, run_name: str, tags: Mapping[str, str],
+              params: Mapping[str, str], parent_run_id: str | None = None) -> str:
+    """Create (or re-open, by name) a run with its tags and params -> run id."""
+    existing = find_run(client, experiment, run_name)
+    if existing:
+        client.update_run(existing, status="RUNNING")
+        return existing
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=all_tags)
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[i:i + 100])
+    return run.info.run_id
+
+
+class MetricBuffer:
+    """Metrics held until the next checkpoint, then written in one batch: a step is logged once, even when a run
+    is resumed from that checkpoint (the steps after it are recomputed and logged then)."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self.pending: list[Metric] = []
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(k, float(v), now, step) for k, v in values.items())
+
+    def flush(self) -> None:
+        for i in range(0, len(self.pending), 1000):
+            self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+        self.pending = []
+
+    def tag(self, key: str, value: str) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(key, value)])
