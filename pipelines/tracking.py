@@ -50,8 +50,16 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment's id, created when missing; with a sqlite store its artifacts go beside the database
+    (MLflow's default, ./mlruns, would follow the current directory)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
+    if found:
+        return found.experiment_id
+    uri = client.tracking_uri
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
 def run_tags(kind: str, method: str, dataset: str, config_hash: str, extra: Mapping[str, str] | None = None) -> dict:
@@ -91,14 +99,20 @@ def start_run(client: MlflowClient, experiment: str, run_name: str, tags: Mappin
 
 
 class MetricBuffer:
-    """Metrics held until the next checkpoint, then written in one batch: a step is logged once, even when a run
-    is resumed from that checkpoint (the steps after it are recomputed and logged then)."""
+    """Metrics held until the next checkpoint, then written in one batch.
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    Each step is logged once: a resumed run recomputes the steps after its checkpoint, and any of them that an
+    earlier attempt had already logged (its checkpoint was not registered before the failure) is not logged again.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, key: str = "loss") -> None:
         self.client, self.run_id = client, run_id
         self.pending: list[Metric] = []
+        self.logged_up_to = max((m.step for m in client.get_metric_history(run_id, key)), default=0)
 
     def add(self, step: int, values: Mapping[str, float]) -> None:
+        if step <= self.logged_up_to:
+            return
         now = int(time.time() * 1000)
         self.pending.extend(Metric(k, float(v), now, step) for k, v in values.items())
 

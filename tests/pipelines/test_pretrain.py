@@ -1,0 +1,123 @@
+"""`croc pretrain` end to end on the shared 2-CPU local Ray: DDP workers, failures, resume, NaN, MLflow contents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
+STEPS = 6  # 48 images / batch 8, one epoch
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("synthetic") / "bench"  # generated once by the first run, reused
+
+
+def smoke_config(tmp_path: Path, synthetic_dir: Path, *overrides: str):
+    return load_config(SMOKE, [f"checkpoint.storage_path={tmp_path / 'runs'}",
+                               f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                               f"data.synthetic.out_dir={synthetic_dir}", *overrides])
+
+
+def history_steps(client: MlflowClient, run_id: str, key: str = "loss") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_two_worker_run_is_tracked_in_mlflow(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
+    from pipelines.pretrain import run_pretrain
+
+    cfg = smoke_config(tmp_path, synthetic_dir)
+    result = run_pretrain(cfg)
+    assert result.steps == STEPS
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["clustering.n_init"] == "8" and run.data.params["resources.num_workers"] == "2"
+    assert run.data.tags["croc.kind"] == "pretrain" and run.data.tags["croc.method"] == "croc"
+    for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
+                "clusters_per_problem", "images_per_s", "skipped_records"):
+        assert history_steps(client, result.run_id, key) == list(range(1, STEPS + 1)), key
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "backbone.safetensors"} <= artifacts
+    local = client.download_artifacts(result.run_id, "backbone.safetensors", str(tmp_path))
+    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
+    backbone.load_state_dict(load_file(local))  # strict: every timm key present
+    assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 192)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path: Path, synthetic_dir: Path,
+                                                                       ray_session) -> None:
+    from pipelines.pretrain import run_pretrain
+
+    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1")
+    marker = tmp_path / "killed"
+    result = run_pretrain(cfg, fault={"rank": 1, "step": 3, "kind": "exit", "marker": str(marker)})
+    assert marker.exists(), "the fault was not injected"
+    client = MlflowClient(result.tracking_uri)
+    assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))  # each step exactly once
+
+
+@pytest.mark.slow
+def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
+    from ray.train import TrainingFailedError
+
+    from pipelines.pretrain import run_pretrain
+
+    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=0")
+    marker = tmp_path / "killed"
+    with pytest.raises(TrainingFailedError):
+        run_pretrain(cfg, run_name="resume-me", fault={"rank": 0, "step": 5, "kind": "exit", "marker": str(marker)})
+    checkpoints = sorted((tmp_path / "runs" / "resume-me").glob("checkpoint_*"))
+    assert checkpoints, "the failed run kept its checkpoints"
+    result = run_pretrain(cfg, run_name="resume-me")  # the same name: Ray Train restores the latest checkpoint
+    client = MlflowClient(result.tracking_uri)
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
+    from ray.train import TrainingFailedError
+
+    from pipelines.pretrain import run_pretrain
+
+    cfg = smoke_config(tmp_path, synthetic_dir, "method.method=dino")  # DINO under DDP, too
+    with pytest.raises(TrainingFailedError, match="non-finite loss nan at step 3"):
+        run_pretrain(cfg, run_name="nan", fault={"rank": 0, "step": 3, "kind": "nan", "marker": ""})
+    assert list((tmp_path / "runs" / "nan").glob("checkpoint_*")), "the last good checkpoint is kept"
+    runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+        [MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name(cfg.tracking.experiment)
+         .experiment_id])
+    assert runs[0].info.status == "FAILED" and runs[0].data.tags["croc.method"] == "dino"
+
+
+def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
+    for override, words in (("optim.lr=fast", ("optim.lr", "fast")), ("clustering.K=3", ("clustering.K", "n_init"))):
+        result = CliRunner().invoke(app, ["pretrain", "--config", str(SMOKE), override])
+        assert result.exit_code == 2 and all(w in result.output for w in words), result.output
+    missing = CliRunner().invoke(app, ["pretrain", "--config", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "nope.yaml" in missing.output
+
+
+def test_impossible_resources_are_an_error(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
+    from croc.errors import InputError
+    from pipelines.pretrain import check_cluster_fits
+
+    cfg = smoke_config(tmp_path, synthetic_dir, "resources.use_gpu=true")
+    with pytest.raises(InputError, match="needs 2 GPUs"):
+        check_cluster_fits(cfg, 0.5)
+    with pytest.raises(InputError, match="leaves no CPU"):
+        check_cluster_fits(smoke_config(tmp_path, synthetic_dir), 1.0)
