@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from pipelines.data_commands import data_app
@@ -15,21 +17,32 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
 
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
 @app.command()
 def demo(
-    smoke: bool = typer.Option(False, "--smoke", help="a few tiny steps (CI's check that the demo works)"),
-    steps: int | None = typer.Option(None, min=1, help="optimisation steps"),
-    batch: int | None = typer.Option(None, min=2, help="images per step"),
+    smoke: bool = typer.Option(False, "--smoke", help="the one-minute variant (CI runs it)"),
+    in_process: bool = typer.Option(False, "--in-process", help="no Ray, no MLflow: the method alone, on the CPU"),
     method: str = typer.Option("croc", help="croc or dino"),
-    seed: int = typer.Option(0),
 ) -> None:
-    """Pre-train CrOC briefly on generated scenes, in process, on the CPU; print losses and throughput."""
+    """The embedded default: generate the synthetic benchmark, pre-train on a local Ray, track in a local MLflow."""
     if method not in ("croc", "dino"):
         raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
-    settings = DemoSettings.smoke() if smoke else DemoSettings()
-    overrides = {k: v for k, v in {"steps": steps, "batch": batch}.items() if v is not None}
-    settings = DemoSettings(**{**settings.__dict__, **overrides, "method": method, "seed": seed})
-    run_demo(settings)
+    if in_process:
+        settings = DemoSettings.smoke() if smoke else DemoSettings()
+        run_demo(DemoSettings(**{**settings.__dict__, "method": method}))
+        return
+    from croc.errors import InputError
+    from pipelines.config import load_config
+    from pipelines.pretrain import run_pretrain
+
+    config = EXPERIMENTS / "synthetic" / ("smoke.yaml" if smoke else "pretrain.yaml")
+    try:
+        run_pretrain(load_config(config, [f"method.method={method}"]))
+    except InputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

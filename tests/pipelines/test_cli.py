@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 
-def test_demo_smoke_runs_and_reports() -> None:
-    result = CliRunner().invoke(app, ["demo", "--smoke"])
+def test_in_process_demo_smoke_runs_and_reports() -> None:
+    result = CliRunner().invoke(app, ["demo", "--smoke", "--in-process"])
     assert result.exit_code == 0, result.output
     assert "done: 4 steps" in result.output and "images/s" in result.output
 

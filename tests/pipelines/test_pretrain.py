@@ -34,24 +34,27 @@ def history_steps(client: MlflowClient, run_id: str, key: str = "loss") -> list[
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-@pytest.mark.slow
-def test_two_worker_run_is_tracked_in_mlflow(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
-    from pipelines.pretrain import run_pretrain
-
-    cfg = smoke_config(tmp_path, synthetic_dir)
-    result = run_pretrain(cfg)
-    assert result.steps == STEPS
-    client = MlflowClient(result.tracking_uri)
-    run = client.get_run(result.run_id)
+def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_session,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's main command in its smoke mode: synthetic data, local Ray, local MLflow store (in the cwd)."""
+    monkeypatch.chdir(tmp_path)
+    output = CliRunner().invoke(app, ["demo", "--smoke"])
+    assert output.exit_code == 0, output.output
+    assert "done: 6 steps" in output.output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("synthetic-smoke")
+    run = client.search_runs([experiment.experiment_id])[0]
+    run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["clustering.n_init"] == "8" and run.data.params["resources.num_workers"] == "2"
     assert run.data.tags["croc.kind"] == "pretrain" and run.data.tags["croc.method"] == "croc"
+    assert list((tmp_path / "runs").glob("synthetic-smoke-*/checkpoint_*"))
     for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
                 "clusters_per_problem", "images_per_s", "skipped_records"):
-        assert history_steps(client, result.run_id, key) == list(range(1, STEPS + 1)), key
-    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+        assert history_steps(client, run_id, key) == list(range(1, STEPS + 1)), key
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "backbone.safetensors"} <= artifacts
-    local = client.download_artifacts(result.run_id, "backbone.safetensors", str(tmp_path))
+    local = client.download_artifacts(run_id, "backbone.safetensors", str(tmp_path))
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
     backbone.load_state_dict(load_file(local))  # strict: every timm key present
     assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 192)
