@@ -81,6 +81,8 @@ def view_dataset(settings: DataSettings, with_ids: bool = False) -> tuple[ray.da
     # Small read blocks (a few decode calls each): Ray otherwise packs several shards into one block, and one block
     # is decoded by one task on one core.
     dataset.context.target_max_block_size = settings.read_block_bytes
+    dataset.context.enable_progress_bars = False  # the driver draws its own progress; Ray's bars flood job logs
+    dataset.context.print_on_execution_start = False
     dataset = dataset.select_columns(["id", "image", "width", "height"])
     dataset = dataset.map_batches(_decode_rows, fn_kwargs={"image_size": settings.image_size,
                                                            "scale": tuple(settings.scale), "with_ids": with_ids},
