@@ -213,9 +213,21 @@ def dump_config(cfg: PretrainConfig) -> str:
     return f"# croc config {cfg.name}, hash {config_hash(cfg)}\n{body}"
 
 
+WHERE_NOT_WHAT = ({"checkpoint": {"storage_path"}}, {"tracking": {"tracking_uri"}})
+
+
 def config_hash(cfg: PretrainConfig) -> str:
-    """First 12 hex digits of the sha256 of the resolved config's canonical JSON."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """First 12 hex digits of the sha256 of the resolved config's canonical JSON.
+
+    Where a run writes (checkpoint storage, tracking store) is left out: the same experiment hashes the same on
+    every machine and from every working directory.
+    """
+    resolved = cfg.model_dump(mode="json")
+    for exclusion in WHERE_NOT_WHAT:
+        for section, keys in exclusion.items():
+            for key in keys:
+                resolved[section].pop(key, None)
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

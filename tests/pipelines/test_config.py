@@ -328,3 +328,12 @@ def test_flat_params():
     assert params["evaluation.tasks"].startswith('["linear:voc"')
     assert all(isinstance(v, str) and len(v) <= 6000 for v in params.values())
     assert "tracking.experiment" in params and len(params) > 60
+
+
+def test_config_hash_ignores_where_a_run_writes(tmp_path) -> None:
+    from pipelines.config import apply_overrides, config_hash
+
+    cfg = load_config(ROOT / "experiments" / "synthetic" / "smoke.yaml")
+    moved = apply_overrides(cfg, [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri=sqlite:///{tmp_path}/x.db"])
+    assert config_hash(moved) == config_hash(cfg)
+    assert config_hash(apply_overrides(cfg, ["optim.lr=0.001"])) != config_hash(cfg)
