@@ -1,0 +1,89 @@
+"""`ray job submit` round trip against a head this test starts itself (own temp dir and ports, own process group)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path):
+    """A Ray head with the dashboard (job API) on free ports, stopped by killing its process group."""
+    gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
+    temp_dir = Path("/tmp") / f"rh{os.getpid()}"  # short: Ray's socket paths are length-limited
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    log = (tmp_path / "head.log").open("w")
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/api/version", timeout=2):
+                    break
+            except OSError as error:
+                if head.poll() is not None or time.time() > deadline:
+                    message = "the Ray head did not start:\n" + (tmp_path / "head.log").read_text()[-3000:]
+                    raise RuntimeError(message) from error
+                time.sleep(1)
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_a_pretraining(tmp_path: Path, ray_head) -> None:
+    address, env = ray_head
+    runtime_env = {"excludes": [".venv/", ".git/", "data/", "runs/", "mlruns/", "mlartifacts/", "mlflow.db",
+                                "*.parquet", "*.safetensors"], "env_vars": {"RAY_AUTH_MODE": "disabled"}}
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+               "--runtime-env-json", json.dumps(runtime_env), "--",
+               "croc", "pretrain", "--config", "experiments/synthetic/smoke.yaml", "--run-name", "submitted",
+               f"checkpoint.storage_path={tmp_path / 'runs'}", f"tracking.tracking_uri={tracking}",
+               f"data.synthetic.out_dir={tmp_path / 'synthetic'}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "succeeded" in (done.stdout + done.stderr).lower()
+    client = MlflowClient(tracking)
+    run = client.search_runs([client.get_experiment_by_name("synthetic-smoke").experiment_id])[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "submitted"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 7))
+    assert list((tmp_path / "runs" / "submitted").glob("checkpoint_*"))
