@@ -1,0 +1,66 @@
+"""Training state: an exact resume, safe loading, and the timm-compatible export."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from croc.checkpoint import STATE_FILE, load_training_state, restore_training_state, save_training_state
+from croc.errors import InputError
+from croc.export import export_backbone, load_backbone_weights
+from croc.model import CrOC
+from croc.train_step import TrainStep
+from tests.croc.test_train_step import build, fixed_batch, tiny_config
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    config = tiny_config()
+    images, xy = fixed_batch()
+    model, step = build(config)
+    for i in range(2):
+        step(images, xy, i)
+    save_training_state(tmp_path, model=model, optimizer=step.optimizer, scaler=step.scaler, step=2, epoch=0,
+                        data_seed=0, config={"name": "t"})
+    expected = [float(step(images, xy, i)["loss"]) for i in (2, 3)]  # sampling draws come from the saved RNG
+
+    torch.manual_seed(123)  # a fresh process would start elsewhere
+    resumed = CrOC(config)
+    resumed_step = TrainStep(resumed, config, 10, torch.device("cpu"))
+    at, _ = restore_training_state(load_training_state(tmp_path), model=resumed, optimizer=resumed_step.optimizer,
+                                   scaler=resumed_step.scaler)
+    assert at == 2
+    got = [float(resumed_step(images, xy, i)["loss"]) for i in (2, 3)]
+    assert got == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(resumed.image_loss.center, model.image_loss.center)
+
+
+class Foreign:
+    def __reduce__(self):
+        return (print, ("this would run on load",))
+
+
+def test_foreign_or_tampered_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_bytes(pickle.dumps({"format": "croc-training-state-1", "x": Foreign()}))
+    with pytest.raises(InputError, match="cannot be loaded safely"):
+        load_training_state(tmp_path)
+    torch.save({"something": torch.zeros(2)}, tmp_path / STATE_FILE)
+    with pytest.raises(InputError, match="not a CrOC training state"):
+        load_training_state(tmp_path)
+    (tmp_path / STATE_FILE).write_bytes(b"\x80\x04truncated")
+    with pytest.raises(InputError, match="cannot be loaded safely"):
+        load_training_state(tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        load_training_state(tmp_path / "missing")
+
+
+def test_exported_backbone_loads_into_timm(tmp_path: Path) -> None:
+    model, _ = build(tiny_config())
+    path = export_backbone(model.teacher.backbone, tmp_path / "backbone.safetensors", "vit_tiny", 16)
+    theirs = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
+    theirs.load_state_dict(load_backbone_weights(path))
+    x = torch.randn(1, 3, 48, 48)
+    torch.testing.assert_close(theirs.eval().forward_features(x), model.teacher.backbone.eval().forward_features(x))
