@@ -60,6 +60,7 @@ class TrainStep:
         self.last_layers = last_layer_parameters(model.student)
         self.student_params = list(model.student.parameters())
         self.teacher_params = list(model.teacher.parameters())
+        self.last_clusters = None
 
     def _autocast(self) -> ContextManager:
         if self.autocast_dtype is None:
@@ -105,6 +106,7 @@ class TrainStep:
         with phase("backward_update"):
             self._update(metrics["loss"], epoch, step)
 
+        self.last_clusters = clusters  # for pictures; a reference, no copy and no sync
         metrics.update(self._hyperparameter_metrics(step))
         if dense:
             metrics["clusters_per_problem"] = clusters.chosen_k.float().mean()

@@ -121,5 +121,9 @@ class MetricBuffer:
             self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
         self.pending = []
 
+    def picture(self, step: int, image) -> None:
+        """A picture for this step (logged at once: pictures are not part of the metric history)."""
+        self.client.log_image(self.run_id, image, key="clusters", step=step)
+
     def tag(self, key: str, value: str) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(key, value)])

@@ -53,7 +53,9 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
                 "clusters_per_problem", "images_per_s", "skipped_records"):
         assert history_steps(client, run_id, key) == list(range(1, STEPS + 1)), key
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "backbone.safetensors"} <= artifacts
+    assert {"config.yaml", "backbone.safetensors", "images"} <= artifacts  # images: the cluster pictures
+    pictures = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
+    assert len(pictures) == 2, pictures  # steps 3 and 6
     local = client.download_artifacts(run_id, "backbone.safetensors", str(tmp_path))
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
     backbone.load_state_dict(load_file(local))  # strict: every timm key present
