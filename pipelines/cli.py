@@ -91,6 +91,20 @@ def bench_data(
     data_main(DataBenchSettings(shard_dir=shards, cpus=cpus, images=images, size=size))
 
 
+@bench_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_train(
+    ctx: typer.Context,
+    config: str = typer.Option(str(EXPERIMENTS / "synthetic" / "pretrain.yaml"), "--config", "-c"),
+    steps: int = typer.Option(6, min=1),
+    warmup: int = typer.Option(2, min=1),
+) -> None:
+    """Ray Train's overhead on one worker vs the same step in a plain loop (same data, same machine)."""
+    from pipelines.bench_train import run_train_bench
+    from pipelines.config import load_config
+
+    run_train_bench(load_config(config, ["resources.num_workers=1", *ctx.args]), warmup, steps)
+
+
 def main() -> None:
     app()
 

@@ -126,3 +126,14 @@ def test_impossible_resources_are_an_error(tmp_path: Path, synthetic_dir: Path, 
         check_cluster_fits(cfg, 0.5)
     with pytest.raises(InputError, match="leaves no CPU"):
         check_cluster_fits(smoke_config(tmp_path, synthetic_dir), 1.0)
+
+
+@pytest.mark.slow
+def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path: Path, synthetic_dir: Path, ray_session,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "train", "--config", str(SMOKE), "--steps", "1", "--warmup", "1",
+                                      f"data.synthetic.out_dir={synthetic_dir}"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith('{"bench": "train"'))
+    assert '"plain_images_per_s"' in line and '"overhead_pct"' in line
