@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from croc.data.palette import voc_palette
 from croc.data.synthetic_textures import (
     STUFF_CATALOGUE,
     THING_CATALOGUE,
@@ -349,15 +350,5 @@ def voc_label(scene: Scene, spec: SynthSpec) -> np.ndarray:
 
 
 def palette() -> list[int]:
-    """The PASCAL VOC / DAVIS colour map (bit-interleaved index bits), 256 RGB triplets flattened."""
-    out = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out += [r, g, b]
-    return out
+    """The PASCAL VOC / DAVIS colour map, 256 RGB triplets flattened."""
+    return voc_palette()

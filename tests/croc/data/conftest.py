@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from croc.data.palette import voc_palette
+
 H, W = 20, 24
 
 
@@ -17,21 +19,6 @@ H, W = 20, 24
 def fake():
     """This module (writers and the constants the fixtures used), without importing `conftest` by name."""
     return sys.modules[__name__]
-
-
-def voc_palette() -> list[int]:
-    """The standard PASCAL VOC colour map (also DAVIS's), 256 RGB triplets flattened."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def write_rgb(path: Path, height: int = H, width: int = W, value: int = 100) -> Path:
