@@ -67,12 +67,14 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path:
                                                                        ray_session) -> None:
     from pipelines.pretrain import run_pretrain
 
-    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1")
+    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1", "method.method=dino")  # DINO, DDP
     marker = tmp_path / "killed"
     result = run_pretrain(cfg, fault={"rank": 1, "step": 3, "kind": "exit", "marker": str(marker)})
     assert marker.exists(), "the fault was not injected"
     client = MlflowClient(result.tracking_uri)
     assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))  # each step exactly once
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["croc.method"] == "dino"
 
 
 @pytest.mark.slow
