@@ -136,3 +136,19 @@ def test_every_token_choice_runs() -> None:
         _, step = build(config)
         metrics = step(images, xy, 0)
         assert math.isfinite(float(metrics["loss"])) and float(metrics["valid_pairs_per_image"]) > 0
+
+
+def test_a_batch_without_valid_centroid_pairs_still_trains_every_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP (find_unused_parameters=False) needs every student parameter in the graph, even with no valid pair."""
+    model, _ = build(tiny_config())
+    images, xy = fixed_batch()
+    features = model.teacher_features(images)
+    located, heads = model.teacher_clusters(features, xy)
+    located = located._replace(valid=torch.zeros_like(located.valid))
+    teacher = model.teacher_logits(features, located.centroids)
+    student = model.student(images, located.clusters.assignments, heads)
+    metrics = model.losses(NetworkOutput(*student), teacher, located.valid, 0.04)
+    assert float(metrics["dense_loss"]) == 0.0 and math.isfinite(float(metrics["loss"]))
+    metrics["loss"].backward()
+    missing = [n for n, p in model.student.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
