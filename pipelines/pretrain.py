@@ -88,6 +88,18 @@ def connect_ray() -> None:
         ray.init(address="local", include_dashboard=False)
 
 
+def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> None:
+    """Under `ray job submit` the working directory is Ray's temporary copy: what is written there is lost."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # set by Ray for a submitted job's entrypoint
+        return
+    cwd = Path.cwd()
+    for key, where in (("checkpoint.storage_path", cfg.checkpoint.storage_path),
+                       ("tracking.tracking_uri", cfg.tracking.tracking_uri.removeprefix("sqlite:///"))):
+        if Path(where).is_relative_to(cwd):
+            console.print(f"[yellow]warning:[/] {key}={where} lies inside this job's copy of the working directory "
+                          "and will be lost: use shared storage / a remote MLflow server")
+
+
 def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float) -> None:
     """An impossible resource request is an error now, not a hang later."""
     resources = ray.cluster_resources()
@@ -137,6 +149,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     total = per_epoch * cfg.optim.epochs
 
     connect_ray()
+    warn_if_written_inside_job_copy(cfg, console)
     plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.resources.num_workers, cfg.resources.use_gpu)
     cpus_per_worker = cfg.resources.cpus_per_worker or plan.cpus_per_worker
     check_cluster_fits(cfg, cpus_per_worker)
