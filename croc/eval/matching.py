@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from croc.errors import InputError
-from croc.eval.miou import IOU_EPS, ConfusionMatrix, check_range, to_int_array
+from croc.eval.miou import IOU_EPS, ConfusionMatrix, check_range, to_int_array, valid_pixels
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -37,13 +37,7 @@ class ClusterClassCounts:
 
     def update(self, cluster_ids: Any, labels: Any) -> None:
         """Add one batch; ``cluster_ids`` and ``labels`` are integer arrays (torch or numpy) of equal shape."""
-        k = to_int_array(cluster_ids, "cluster_ids")
-        c = to_int_array(labels, "labels")
-        if k.shape != c.shape:
-            raise InputError(f"cluster_ids shape {tuple(k.shape)} differs from labels shape {tuple(c.shape)}")
-        valid = c != self.ignore_index
-        k = k[valid]
-        c = c[valid]
+        k, c = valid_pixels(cluster_ids, labels, ("cluster_ids", "labels"), self.ignore_index)
         check_range(c, self.num_classes, "labels")
         check_range(k, self.num_clusters, "cluster_ids")
         flat = np.bincount(k * self.num_classes + c, minlength=self.num_clusters * self.num_classes)

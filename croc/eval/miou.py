@@ -32,6 +32,15 @@ def to_int_array(x: Any, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def valid_pixels(values: Any, labels: Any, names: tuple[str, str], ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two integer arrays of equal shape -> their flat entries where the label is not `ignore_index`."""
+    v, lab = to_int_array(values, names[0]), to_int_array(labels, names[1])
+    if v.shape != lab.shape:
+        raise InputError(f"{names[0]} shape {tuple(v.shape)} differs from {names[1]} shape {tuple(lab.shape)}")
+    valid = lab != ignore_index
+    return v[valid], lab[valid]
+
+
 def check_range(values: np.ndarray, upper: int, name: str) -> None:
     """Raise InputError naming the first value of ``values`` outside [0, upper)."""
     bad = (values < 0) | (values >= upper)
@@ -64,13 +73,7 @@ class ConfusionMatrix:
 
     def update(self, pred: Any, target: Any) -> None:
         """Add one batch: ``pred`` and ``target`` integer arrays (torch or numpy) of equal shape."""
-        p = to_int_array(pred, "pred")
-        t = to_int_array(target, "target")
-        if p.shape != t.shape:
-            raise InputError(f"pred shape {tuple(p.shape)} differs from target shape {tuple(t.shape)}")
-        valid = t != self.ignore_index
-        p = p[valid]
-        t = t[valid]
+        p, t = valid_pixels(pred, target, ("pred", "target"), self.ignore_index)
         check_range(t, self.num_classes, "target")
         p_ign = p == self.ignore_index
         check_range(p[~p_ign], self.num_classes, "pred")
