@@ -25,6 +25,7 @@ def export_backbone_weights(weights: Mapping[str, torch.Tensor], path: str | Pat
     metadata = {"timm_model": ARCHS[arch], "patch_size": str(patch_size), "num_classes": "0",
                 "dynamic_img_size": "true"}
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     save_file(tensors, str(tmp), metadata=metadata)
     write_atomically(path, tmp.read_bytes())

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipelines.data_commands import data_app
+from pipelines.davis_score_command import davis_score
 from pipelines.demo import DemoSettings, run_demo
 
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
@@ -15,6 +16,7 @@ bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
+app.command("davis-score")(davis_score)
 
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -26,7 +28,8 @@ def demo(
     in_process: bool = typer.Option(False, "--in-process", help="no Ray, no MLflow: the method alone, on the CPU"),
     method: str = typer.Option("croc", help="croc or dino"),
 ) -> None:
-    """The embedded default: generate the synthetic benchmark, pre-train on a local Ray, track in a local MLflow."""
+    """The embedded default: generate the synthetic benchmark, pre-train on a local Ray, evaluate (linear, K-Means,
+    DAVIS propagation) beside a randomly initialised backbone, track everything in a local MLflow store."""
     if method not in ("croc", "dino"):
         raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
     if in_process:
@@ -39,7 +42,9 @@ def demo(
 
     config = EXPERIMENTS / "synthetic" / ("smoke.yaml" if smoke else "pretrain.yaml")
     try:
-        run_pretrain(load_config(config, [f"method.method={method}"]))
+        cfg = load_config(config, [f"method.method={method}"])
+        model = cfg.model
+        run_pretrain(cfg, baselines=[f"random:{model.arch}:{model.patch_size}:{cfg.seed}"])
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
@@ -69,12 +74,52 @@ def pretrain(
         raise typer.Exit(2) from error
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate(
+    ctx: typer.Context,
+    checkpoint: str = typer.Option(..., "--checkpoint", help="a file (.safetensors/.pth/state.pt), a run or "
+                                   "checkpoint folder, an MLflow run (runs:/<id> or <id>), or random:<arch>"),
+    tasks: str | None = typer.Option(None, "--tasks", help="comma-separated, e.g. linear:voc,unsup:coco_stuff,davis "
+                                     "(default: the config's evaluation.tasks)"),
+    config: str = typer.Option(str(EXPERIMENTS / "eval" / "paper.yaml"), "--config", "-c",
+                               help="YAML with the evaluation (and tracking) sections; key=value overrides follow"),
+    label: str | None = typer.Option(None, "--label", help="the checkpoint's name in the results table"),
+) -> None:
+    """Evaluate a frozen backbone: each task a Ray task, each result an MLflow run."""
+    from croc.errors import InputError
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config, list(ctx.args))
+        from pipelines.evaluate_run import run_evaluate
+
+        chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+        if chosen:
+            cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_validate(
+                {**cfg.evaluation.model_dump(), "tasks": chosen})})
+        summaries = run_evaluate(cfg, checkpoint, chosen, label)
+    except (InputError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    if any(s.error for s in summaries):
+        raise typer.Exit(1)
+
+
 @bench_app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_step(ctx: typer.Context) -> None:
     """Time the training step; options as `python -m croc.bench step --help`."""
     from croc.bench import main as bench_main
 
     bench_main(["step", *ctx.args])
+
+
+@bench_app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_eval(ctx: typer.Context) -> None:
+    """Time feature extraction, K-Means + matching of a PVOC12-val-sized split, and DAVIS propagation per frame;
+    options as `python -m croc.eval.bench --help`."""
+    from croc.eval.bench import main as eval_bench_main
+
+    eval_bench_main(list(ctx.args))
 
 
 @bench_app.command("data")

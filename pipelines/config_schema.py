@@ -10,50 +10,18 @@ run elsewhere, so a relative checkpoint folder or sqlite file would be written w
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
 if TYPE_CHECKING:  # the method (torch) and the data pipeline (Ray) are imported only when built from the config
     from croc.config import TrainConfig
     from pipelines.data_pipeline import DataSettings
 
-URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-SQLITE = "sqlite:///"
-EVAL_DATASETS = {"linear": ("voc", "coco_things", "coco_stuff", "ade20k"),
-                 "unsup": ("voc", "coco_things", "coco_stuff")}
-EVAL_TASKS = (*(f"{kind}:{ds}" for kind, names in EVAL_DATASETS.items() for ds in names), "davis")
+from pipelines.eval_schema import EVAL_DATASETS, EVAL_TASKS, EvaluationSection
+from pipelines.schema_base import NAME, SQLITE, Section, absolute_path, absolute_tracking_uri, rule_error
 
-
-def rule_error(message: str) -> PydanticCustomError:
-    """A cross-field rule broken; the message names every key involved (it is shown as is)."""
-    return PydanticCustomError("config_rule", message)
-
-
-def absolute_path(value: str) -> str:
-    """A local path -> absolute (against the working directory); a URI (s3://, gs://, file://, ...) is kept."""
-    if URI.match(value):
-        return value
-    return str(Path(os.path.expanduser(value)).absolute())
-
-
-def absolute_tracking_uri(value: str) -> str:
-    """sqlite:///relative.db -> sqlite:////abs/relative.db; a plain path -> absolute; other URIs kept."""
-    if value.startswith(SQLITE):
-        path = value[len(SQLITE):]
-        return value if path.startswith("/") or path == ":memory:" else SQLITE + absolute_path(path)
-    if ":" in value.split("/", 1)[0] or value in ("databricks", "databricks-uc", "uc"):  # other schemes, Databricks
-        return value
-    return absolute_path(value)
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+__all__ = ["EVAL_DATASETS", "EVAL_TASKS", "EvaluationSection", "PretrainConfig"]
 
 
 class SyntheticSettings(Section):
@@ -194,21 +162,6 @@ class TrackingSection(Section):
         if value is None:
             return SQLITE + absolute_path("mlflow.db")
         return absolute_tracking_uri(value) if isinstance(value, str) else value
-
-
-class EvaluationSection(Section):
-    tasks: list[str] = []
-    after: Literal["final", "all_checkpoints"] = "final"
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        for task in tasks:
-            if task not in EVAL_TASKS:
-                raise ValueError(f"unknown task {task!r}; allowed: {', '.join(EVAL_TASKS)}")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("a task is listed twice")
-        return tasks
 
 
 class PretrainConfig(Section):

@@ -13,7 +13,8 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from croc.checkpoint import load_training_state
 from croc.data.pretrain_images import list_pretrain_images
 from croc.data.shards import load_manifest, write_shards
-from croc.data.synthetic import SynthSpec, generate_benchmark
 from croc.errors import InputError
 from croc.export import export_backbone_weights
 from pipelines.config import PretrainConfig, config_hash, dump_config, flat_params
 from pipelines.data_pipeline import plan_resources, steps_per_epoch, view_dataset
+from pipelines.evaluate import (
+    EvalBoard,
+    EvalSummary,
+    baseline_label,
+    check_resources,
+    check_roots,
+    collect,
+    eval_requests,
+    export_checkpoint,
+    failures,
+    results_table,
+    submit,
+)
+from pipelines.evaluate_run import evaluation_dir
+from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 from pipelines.tracking import check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
 
@@ -44,6 +59,7 @@ class PretrainResult:
     checkpoint: str
     backbone: str
     steps: int
+    evaluations: list[EvalSummary] = field(default_factory=list)
 
 
 @ray.remote(num_cpus=0)
@@ -52,12 +68,16 @@ class ProgressBoard:
 
     def __init__(self) -> None:
         self.step, self.loss = 0, float("nan")
+        self.exports: list[tuple[int, str]] = []  # (step, backbone file) of checkpoints exported for evaluation
 
     def update(self, step: int, loss: float) -> None:
         self.step, self.loss = step, loss
 
-    def read(self) -> tuple[int, float]:
-        return self.step, self.loss
+    def exported(self, step: int, path: str) -> None:
+        self.exports.append((step, path))
+
+    def read(self) -> tuple[int, float, list[tuple[int, str]]]:
+        return self.step, self.loss, list(self.exports)
 
 
 def training_shards(cfg: PretrainConfig, console: Console) -> str:
@@ -65,12 +85,8 @@ def training_shards(cfg: PretrainConfig, console: Console) -> str:
     if cfg.data.source == "shards":
         load_manifest(cfg.data.shard_dir)  # fails now, naming the folder, rather than inside a worker
         return cfg.data.shard_dir
-    synth = cfg.data.synthetic
-    out = Path(synth.out_dir or f"data/synthetic-s{synth.seed}-n{synth.train_images}-{synth.height}x{synth.width}")
-    out = out.resolve()
-    spec = SynthSpec(seed=synth.seed, coco_train=synth.train_images, height=synth.height, width=synth.width)
+    out = ensure_synthetic_benchmark(cfg)
     console.print(f"synthetic benchmark at {out} (generated once, reused)")
-    generate_benchmark(out, spec)
     shard_dir = out / "shards" / "coco_train2017"
     write_shards(list_pretrain_images("coco", out / "coco"), shard_dir, images_per_shard=64, kind="coco",
                  root=str(out / "coco"))
@@ -113,7 +129,8 @@ def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float) -> None:
                          f"for Ray Data on a cluster of {cpus:g} CPUs: lower resources.cpus_per_worker")
 
 
-def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console) -> Any:
+def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console,
+                       on_export: Callable[[int, str], None] | None = None) -> Any:
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
@@ -128,19 +145,30 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("loss {task.fields[loss]}"))
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("pre-training", total=total, loss="-")
-        while thread.is_alive():
+        seen, running = 0, True
+        while running:
             thread.join(timeout=1.0)
-            step, loss = ray.get(board.read.remote())
+            running = thread.is_alive()  # one more read after the end: no export announcement is missed
+            step, loss, exports = ray.get(board.read.remote())
             progress.update(task, completed=step, loss=f"{loss:.4f}")
+            for export_step, path in exports[seen:]:
+                if on_export is not None:
+                    on_export(export_step, path)  # intermediate evaluations start now, training goes on
+            seen = len(exports)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
 
 
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
-                 fault: dict | None = None) -> PretrainResult:
-    """Pre-train as configured; `run_name` of an existing run resumes it. `fault` injects a failure (tests)."""
+                 fault: dict | None = None, baselines: Sequence[str] = ()) -> PretrainResult:
+    """Pre-train as configured, then run the configured evaluations as dependent Ray tasks.
+
+    `run_name` of an existing run resumes it. `baselines` (e.g. 'random:vit_tiny') are evaluated on the same
+    tasks once training ends, as top-level runs, for the results table. `fault` injects a failure (tests).
+    """
     console = console or Console()
+    tasks = list(cfg.evaluation.tasks)
     tracking_uri = cfg.tracking.tracking_uri
     check_tracking_uri(tracking_uri)
     shard_dir = training_shards(cfg, console)
@@ -153,8 +181,13 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.resources.num_workers, cfg.resources.use_gpu)
     cpus_per_worker = cfg.resources.cpus_per_worker or plan.cpus_per_worker
     check_cluster_fits(cfg, cpus_per_worker)
-
     run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    eval_dir = None
+    if tasks:  # everything the evaluations need is checked before training, not after
+        check_resources(cfg.evaluation)
+        check_roots(cfg, tasks)
+        eval_dir = evaluation_dir(cfg, run_name)
+
     storage = cfg.checkpoint.storage_path
     client = MlflowClient(tracking_uri)
     run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name,
@@ -163,11 +196,13 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
                   f"{manifest['num_images']} images; MLflow run {run_id}")
 
     dataset, _ = view_dataset(cfg.data_settings(shard_dir))
+    export_dir = str(eval_dir) if tasks and cfg.evaluation.after == "all_checkpoints" else None
     board = ProgressBoard.remote()
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir, "steps_per_epoch": per_epoch,
-                           "tracking_uri": tracking_uri, "run_id": run_id, "progress": board, "fault": fault},
+        train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir,
+                           "steps_per_epoch": per_epoch, "tracking_uri": tracking_uri, "run_id": run_id,
+                           "progress": board, "fault": fault, "export_dir": export_dir},
         scaling_config=ScalingConfig(num_workers=cfg.resources.num_workers, use_gpu=cfg.resources.use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.resources.use_gpu else "gloo"),
@@ -176,16 +211,44 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep_last)),
         datasets={"train": dataset},
     )
+    eval_board = EvalBoard.remote() if tasks else None
+    pending: list = []
+
+    def evaluate_intermediate(step: int, backbone_file: str) -> None:
+        if step < total:  # the final checkpoint is evaluated below, labelled 'final'
+            requests = eval_requests(cfg, tasks, f"step {step}", eval_dir, method=cfg.method.method,
+                                     parent_run_id=run_id, source_tags={"croc.checkpoint_step": str(step)})
+            pending.extend(submit(requests, backbone_file, cfg.evaluation, eval_board))
+
     try:
-        result = _fit_with_progress(trainer, board, total, console)
+        result = _fit_with_progress(trainer, board, total, console, on_export=evaluate_intermediate)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
+    if tasks:  # depend on the final checkpoint through its export task: the driver does not wait in between
+        exported = export_checkpoint.remote(result.checkpoint.path, str(eval_dir / "final" / "backbone.safetensors"),
+                                            cfg.evaluation.network)
+        requests = eval_requests(cfg, tasks, "final", eval_dir, method=cfg.method.method, parent_run_id=run_id,
+                                 source_tags={"croc.checkpoint_step": str(total)})
+        pending.extend(submit(requests, exported, cfg.evaluation, eval_board))
+        for baseline in baselines:
+            requests = eval_requests(cfg, tasks, baseline_label(baseline), eval_dir, method="external",
+                                     parent_run_id=None, source_tags={"croc.checkpoint_source": baseline})
+            pending.extend(submit(requests, baseline, cfg.evaluation, eval_board))
     backbone = _log_artifacts(client, run_id, cfg, result.checkpoint)
     client.set_terminated(run_id, status="FINISHED")
-    outcome = PretrainResult(run_name, run_id, tracking_uri, result.checkpoint.path, backbone, total)
-    console.print(f"done: {total} steps; checkpoint {outcome.checkpoint}; backbone {backbone}; "
-                  f"MLflow run {run_id} at {tracking_uri} (`mlflow ui --backend-store-uri {tracking_uri}`)")
+    console.print(f"done: {total} steps; checkpoint {result.checkpoint.path}; backbone {backbone}; "
+                  f"MLflow run {run_id}")
+    evaluations: list[EvalSummary] = []
+    if pending:
+        console.print(f"evaluations: {len(pending)} Ray task(s) ({', '.join(tasks)}); outputs in {eval_dir}")
+        evaluations = collect(pending, eval_board, console)
+        console.print(results_table(evaluations, title=f"evaluation results ({run_name})"))
+        for line in failures(evaluations):
+            console.print(f"[red]failed[/] {line}")
+    outcome = PretrainResult(run_name, run_id, tracking_uri, result.checkpoint.path, backbone, total, evaluations)
+    console.print(f"MLflow: `mlflow ui --backend-store-uri {tracking_uri}` (experiment "
+                  f"{cfg.tracking.experiment or cfg.name})")
     return outcome
 
 

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from croc.batch import prepare_batch
 from croc.checkpoint import load_training_state, restore_training_state, save_training_state
+from croc.export import export_backbone
 from croc.model import CrOC
 from croc.train_step import TrainStep
 from croc.visualize import cluster_picture, denormalize
@@ -125,6 +126,17 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             at_epoch_end = step % steps_per_epoch == 0
             if step % cfg.checkpoint.every_steps == 0 or at_epoch_end:
                 _report(step, epoch + int(at_epoch_end), model, step_fn, cfg, rank, tracker)
+                if rank == 0 and loop_config.get("export_dir"):
+                    _export_for_evaluation(model, cfg, step, Path(loop_config["export_dir"]), progress)
+
+
+def _export_for_evaluation(model: CrOC, cfg: PretrainConfig, step: int, folder: Path, progress: Any) -> None:
+    """evaluation.after=all_checkpoints: the evaluated network's backbone, kept outside the checkpoint rotation."""
+    network = model.teacher if cfg.evaluation.network == "teacher" else model.student
+    path = export_backbone(network.backbone, folder / f"step_{step}" / "backbone.safetensors", cfg.model.arch,
+                           cfg.model.patch_size)
+    if progress is not None:
+        progress.exported.remote(step, str(path))
 
 
 def _report(step: int, epoch: int, model: CrOC, step_fn: TrainStep, cfg: PretrainConfig, rank: int,

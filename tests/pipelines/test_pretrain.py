@@ -25,9 +25,10 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def smoke_config(tmp_path: Path, synthetic_dir: Path, *overrides: str):
+    """The smoke run without its evaluations (the demo test covers them)."""
     return load_config(SMOKE, [f"checkpoint.storage_path={tmp_path / 'runs'}",
                                f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-                               f"data.synthetic.out_dir={synthetic_dir}", *overrides])
+                               f"data.synthetic.out_dir={synthetic_dir}", "evaluation.tasks=[]", *overrides])
 
 
 def history_steps(client: MlflowClient, run_id: str, key: str = "loss") -> list[int]:
@@ -43,7 +44,7 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     assert "done: 6 steps" in output.output
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("synthetic-smoke")
-    run = client.search_runs([experiment.experiment_id])[0]
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`croc.kind` = 'pretrain'")
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["clustering.n_init"] == "8" and run.data.params["resources.num_workers"] == "2"
@@ -60,6 +61,27 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
     backbone.load_state_dict(load_file(local))  # strict: every timm key present
     assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 192)
+    _check_demo_evaluations(client, experiment.experiment_id, run_id, output.output)
+
+
+def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_id: str, printed: str) -> None:
+    """Three evaluations nested under the pre-training run, the same three of a random init at the top level."""
+    evals = client.search_runs([experiment_id], "tags.`croc.kind` = 'eval'")
+    nested = [r for r in evals if r.data.tags.get("mlflow.parentRunId") == pretrain_id]
+    baseline = [r for r in evals if "mlflow.parentRunId" not in r.data.tags]
+    assert len(nested) == 3 and len(baseline) == 3, [r.info.run_name for r in evals]
+    headline = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
+    for runs, method in ((nested, "croc"), (baseline, "external")):
+        assert {r.data.tags["croc.task"] for r in runs} == set(headline)
+        for r in runs:
+            assert r.info.status == "FINISHED", (r.info.run_name, r.data.tags.get("croc.error"))
+            assert r.data.tags["croc.method"] == method
+            assert 0.0 <= r.data.metrics[headline[r.data.tags["croc.task"]]] <= 1.0
+            artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+            table = "per_object.csv" if r.data.tags["croc.task"] == "davis" else "per_class_iou.csv"
+            assert table in artifacts and ({"predictions.png", "propagation.png"} & artifacts), artifacts
+    assert all(r.data.tags["croc.checkpoint"].startswith("random:") for r in baseline)
+    assert "evaluation results" in printed and "random init" in printed and "final" in printed
 
 
 @pytest.mark.slow

@@ -1,0 +1,77 @@
+"""`croc evaluate`: evaluate any checkpoint (ours, an MLflow run's, the authors', timm's, random init) as Ray tasks.
+
+A checkpoint from an MLflow run gets its evaluation runs nested under that run; any other checkpoint gets
+top-level evaluation runs tagged croc.method=external with croc.checkpoint naming the file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from croc.errors import InputError
+from pipelines.config import PretrainConfig
+from pipelines.evaluate import (
+    EvalBoard,
+    EvalSummary,
+    check_resources,
+    collect,
+    eval_requests,
+    failures,
+    resolve_checkpoint,
+    results_table,
+    submit,
+)
+from pipelines.tracking import check_tracking_uri, experiment_id
+
+
+def evaluation_dir(cfg: PretrainConfig, run_name: str) -> Path:
+    if cfg.evaluation.output_dir:
+        return Path(cfg.evaluation.output_dir)
+    storage = cfg.checkpoint.storage_path
+    if "://" in storage:
+        raise InputError(f"checkpoint.storage_path={storage} is a URI: set evaluation.output_dir to a local or "
+                         "shared folder for the DAVIS predictions")
+    return Path(storage) / run_name / "evaluations"
+
+
+def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | None = None, label: str | None = None,
+                 console: Console | None = None) -> list[EvalSummary]:
+    """Evaluate one checkpoint on `tasks` (default: the config's evaluation.tasks); print and return the results."""
+    from pipelines.pretrain import connect_ray
+
+    console = console or Console()
+    tasks = list(tasks or cfg.evaluation.tasks)
+    if not tasks:
+        raise InputError("no evaluation tasks: pass --tasks (e.g. linear:voc,unsup:voc,davis) or set "
+                         "evaluation.tasks in the config")
+    check_tracking_uri(cfg.tracking.tracking_uri)
+    # the store and the experiment exist before the tasks start (concurrent first use of a sqlite store races)
+    experiment_id(MlflowClient(cfg.tracking.tracking_uri), cfg.tracking.experiment or cfg.name)
+    loadable, parent_run_id = resolve_checkpoint(checkpoint, cfg.tracking.tracking_uri)
+    method, source_tags = "external", {"croc.checkpoint_source": checkpoint}
+    if parent_run_id:
+        parent = MlflowClient(cfg.tracking.tracking_uri).get_run(parent_run_id)
+        method = parent.data.tags.get("croc.method", "external")
+        label = label or parent.info.run_name or parent_run_id
+    label = label or (checkpoint if checkpoint.startswith("random:") else Path(checkpoint).name)
+    connect_ray()
+    check_resources(cfg.evaluation)
+    out_dir = evaluation_dir(cfg, f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
+    requests = eval_requests(cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"tasks": tasks})}),
+                             tasks, label, out_dir, method=method, parent_run_id=parent_run_id,
+                             source_tags=source_tags)
+    console.print(f"evaluating {checkpoint} on {', '.join(tasks)} ({len(tasks)} Ray task(s), "
+                  f"{cfg.evaluation.resources.cpus_per_task:g} CPU / {cfg.evaluation.resources.gpus_per_task:g} GPU "
+                  f"each); outputs in {out_dir}")
+    board = EvalBoard.remote()
+    summaries = collect(submit(requests, loadable, cfg.evaluation, board), board, console)
+    console.print(results_table(summaries))
+    for line in failures(summaries):
+        console.print(f"[red]failed[/] {line}")
+    console.print(f"MLflow: `mlflow ui --backend-store-uri {cfg.tracking.tracking_uri}`")
+    return summaries

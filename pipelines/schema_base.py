@@ -1,0 +1,40 @@
+"""What every config section shares: the frozen, strict base model, path normalisation and rule errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+SQLITE = "sqlite:///"
+
+
+def rule_error(message: str) -> PydanticCustomError:
+    """A cross-field rule broken; the message names every key involved (it is shown as is)."""
+    return PydanticCustomError("config_rule", message)
+
+
+def absolute_path(value: str) -> str:
+    """A local path -> absolute (against the working directory); a URI (s3://, gs://, file://, ...) is kept."""
+    if URI.match(value):
+        return value
+    return str(Path(os.path.expanduser(value)).absolute())
+
+
+def absolute_tracking_uri(value: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db; a plain path -> absolute; other URIs kept."""
+    if value.startswith(SQLITE):
+        path = value[len(SQLITE):]
+        return value if path.startswith("/") or path == ":memory:" else SQLITE + absolute_path(path)
+    if ":" in value.split("/", 1)[0] or value in ("databricks", "databricks-uc", "uc"):  # other schemes, Databricks
+        return value
+    return absolute_path(value)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)

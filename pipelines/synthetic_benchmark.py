@@ -1,0 +1,23 @@
+"""The embedded synthetic benchmark a config names (data.synthetic): where it lives, generated once there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from croc.data.synthetic import SynthSpec, generate_benchmark
+from pipelines.config import PretrainConfig
+
+
+def synthetic_benchmark_dir(cfg: PretrainConfig) -> Path:
+    synth = cfg.data.synthetic
+    out = synth.out_dir or f"data/synthetic-s{synth.seed}-n{synth.train_images}-{synth.height}x{synth.width}"
+    return Path(out).resolve()
+
+
+def ensure_synthetic_benchmark(cfg: PretrainConfig) -> Path:
+    """Generate the benchmark when missing (a complete one with the same spec is left untouched) -> its folder."""
+    synth = cfg.data.synthetic
+    out = synthetic_benchmark_dir(cfg)
+    generate_benchmark(out, SynthSpec(seed=synth.seed, coco_train=synth.train_images, height=synth.height,
+                                      width=synth.width))
+    return out
