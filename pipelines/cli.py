@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from pipelines.compare_command import compare
 from pipelines.data_commands import data_app
 from pipelines.davis_score_command import davis_score
 from pipelines.demo import DemoSettings, run_demo
@@ -17,6 +18,7 @@ bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.command("davis-score")(davis_score)
+app.command("compare")(compare)
 
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -102,6 +104,27 @@ def evaluate(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     if any(s.error for s in summaries):
+        raise typer.Exit(1)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    sweep_file: str = typer.Argument(..., help="experiments/ablations/<name>.yaml; key=value overrides of the "
+                                     "base config follow"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep: finished trials are kept"),
+) -> None:
+    """An ablation grid on Ray Tune: each trial pre-trains, then evaluates; all of it tracked in MLflow."""
+    from croc.errors import InputError
+
+    try:
+        from pipelines.sweep import run_sweep
+
+        grid = run_sweep(sweep_file, resume=resume, overrides=list(ctx.args))
+    except InputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    if any(result.error for result in grid):
         raise typer.Exit(1)
 
 

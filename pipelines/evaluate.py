@@ -226,7 +226,7 @@ def evaluation_task(request: EvalRequest, checkpoint: str, board: Any = None, cp
     return _evaluate(request, checkpoint, board, cpus)
 
 
-@ray.remote(num_cpus=0.5, max_retries=1)
+@ray.remote(num_cpus=0.5, max_retries=1, scheduling_strategy="DEFAULT")  # never in a Tune trial's group
 def export_checkpoint(checkpoint_dir: str, destination: str, network: str = "teacher") -> str:
     """Our training state -> a timm-loadable backbone.safetensors (what evaluations read)."""
     from croc.eval.backbones import load_backbone
@@ -254,7 +254,8 @@ def submit(requests: Sequence[EvalRequest], checkpoint: Any, evaluation: Evaluat
            board: Any = None) -> list[tuple[EvalRequest, ray.ObjectRef]]:
     """Start the tasks (they wait for `checkpoint` if it is an ObjectRef); returns immediately."""
     res = evaluation.resources
-    options = {"num_cpus": res.cpus_per_task, "num_gpus": res.gpus_per_task}
+    # "DEFAULT": outside the caller's placement group (a Tune trial holds a 0.1-CPU one that would capture them)
+    options = {"num_cpus": res.cpus_per_task, "num_gpus": res.gpus_per_task, "scheduling_strategy": "DEFAULT"}
     return [(r, evaluation_task.options(**options).remote(r, checkpoint, board, res.cpus_per_task))
             for r in requests]
 
@@ -305,11 +306,7 @@ def collect(pending: Sequence[tuple[EvalRequest, ray.ObjectRef]], board: Any, co
         while remaining:
             done, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=1.0)
             for ref in done:
-                request = by_ref[ref]
-                try:
-                    summary = ray.get(ref)
-                except Exception as error:  # the task's process died, or it never started
-                    summary = EvalSummary(request.task, request.label, None, error=f"{type(error).__name__}: {error}")
+                summary = _summary_of(by_ref[ref], ref)
                 summaries[ref] = summary
                 if on_done:
                     on_done(summary)
@@ -323,6 +320,24 @@ def collect(pending: Sequence[tuple[EvalRequest, ray.ObjectRef]], board: Any, co
                 state = "failed" if summary.error else "done"
                 progress.update(bars[key], description=f"{key}: {state}", completed=1, total=1)
     return [summaries[ref] for _, ref in pending]
+
+
+def _summary_of(request: EvalRequest, ref: ray.ObjectRef) -> EvalSummary:
+    try:
+        return ray.get(ref)
+    except Exception as error:  # the task's process died, or it never started
+        return EvalSummary(request.task, request.label, None, error=f"{type(error).__name__}: {error}")
+
+
+def finished(pending: Sequence[tuple[EvalRequest, ray.ObjectRef]], reported: set) -> list[EvalSummary]:
+    """The summaries of tasks that ended since the last call (without waiting); `reported` remembers them."""
+    waiting = [ref for _, ref in pending if ref not in reported]
+    if not waiting:
+        return []
+    ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+    requests = {ref: request for request, ref in pending}
+    reported.update(ready)
+    return [_summary_of(requests[ref], ref) for ref in ready]
 
 
 def headline(summary: EvalSummary) -> str:

@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from pipelines.evaluate import (
     eval_requests,
     export_checkpoint,
     failures,
+    finished,
     results_table,
     submit,
 )
@@ -116,10 +117,10 @@ def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> No
                           "and will be lost: use shared storage / a remote MLflow server")
 
 
-def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float) -> None:
+def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float, reserved_cpus: float = 0.0) -> None:
     """An impossible resource request is an error now, not a hang later."""
     resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    cpus, gpus = resources.get("CPU", 0.0) - reserved_cpus, resources.get("GPU", 0.0)
     workers = cfg.resources.num_workers
     if cfg.resources.use_gpu and gpus < workers:
         raise InputError(f"resources.num_workers={workers} with resources.use_gpu=true needs {workers} GPUs; "
@@ -130,7 +131,8 @@ def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float) -> None:
 
 
 def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console,
-                       on_export: Callable[[int, str], None] | None = None) -> Any:
+                       on_tick: Callable[[list[tuple[int, str]]], None] | None = None) -> Any:
+    """trainer.fit() in a thread; every second: the progress bar, and `on_tick(new exports)` (step, backbone)."""
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
@@ -151,9 +153,8 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
             running = thread.is_alive()  # one more read after the end: no export announcement is missed
             step, loss, exports = ray.get(board.read.remote())
             progress.update(task, completed=step, loss=f"{loss:.4f}")
-            for export_step, path in exports[seen:]:
-                if on_export is not None:
-                    on_export(export_step, path)  # intermediate evaluations start now, training goes on
+            if on_tick is not None:
+                on_tick(exports[seen:])  # intermediate evaluations start now, training goes on
             seen = len(exports)
     if "error" in outcome:
         raise outcome["error"]
@@ -161,11 +162,18 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
 
 
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
-                 fault: dict | None = None, baselines: Sequence[str] = ()) -> PretrainResult:
+                 fault: dict | None = None, baselines: Sequence[str] = (), parent_run_id: str | None = None,
+                 extra_tags: Mapping[str, str] | None = None,
+                 on_evaluation: Callable[[EvalSummary], None] | None = None,
+                 reserved_cpus: float = 0.0) -> PretrainResult:
     """Pre-train as configured, then run the configured evaluations as dependent Ray tasks.
 
     `run_name` of an existing run resumes it. `baselines` (e.g. 'random:vit_tiny') are evaluated on the same
-    tasks once training ends, as top-level runs, for the results table. `fault` injects a failure (tests).
+    tasks once training ends, as top-level runs (children of `parent_run_id` when given), for the results table.
+    `parent_run_id` / `extra_tags`: the MLflow run this one belongs to (a sweep) and tags to add.
+    `on_evaluation` receives each intermediate evaluation as soon as it finishes (Tune reports them), while
+    training goes on. `reserved_cpus`: CPUs already held by the caller (a Tune trial), left out of the plan.
+    `fault` injects a failure (tests).
     """
     console = console or Console()
     tasks = list(cfg.evaluation.tasks)
@@ -178,9 +186,10 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
 
     connect_ray()
     warn_if_written_inside_job_copy(cfg, console)
-    plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.resources.num_workers, cfg.resources.use_gpu)
+    cluster_cpus = ray.cluster_resources().get("CPU", 1.0) - reserved_cpus
+    plan = plan_resources(cluster_cpus, cfg.resources.num_workers, cfg.resources.use_gpu)
     cpus_per_worker = cfg.resources.cpus_per_worker or plan.cpus_per_worker
-    check_cluster_fits(cfg, cpus_per_worker)
+    check_cluster_fits(cfg, cpus_per_worker, reserved_cpus)
     run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     eval_dir = None
     if tasks:  # everything the evaluations need is checked before training, not after
@@ -191,7 +200,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     storage = cfg.checkpoint.storage_path
     client = MlflowClient(tracking_uri)
     run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name,
-                       run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg)), flat_params(cfg))
+                       run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg), extra_tags),
+                       flat_params(cfg), parent_run_id=parent_run_id)
     console.print(f"run {run_name}: {total} steps ({per_epoch}/epoch) on {cfg.resources.num_workers} worker(s), "
                   f"{manifest['num_images']} images; MLflow run {run_id}")
 
@@ -214,14 +224,21 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     eval_board = EvalBoard.remote() if tasks else None
     pending: list = []
 
-    def evaluate_intermediate(step: int, backbone_file: str) -> None:
-        if step < total:  # the final checkpoint is evaluated below, labelled 'final'
-            requests = eval_requests(cfg, tasks, f"step {step}", eval_dir, method=cfg.method.method,
-                                     parent_run_id=run_id, source_tags={"croc.checkpoint_step": str(step)})
-            pending.extend(submit(requests, backbone_file, cfg.evaluation, eval_board))
+    reported: set = set()
+
+    def evaluate_intermediate(exports: list[tuple[int, str]]) -> None:
+        for step, backbone_file in exports:
+            if step < total:  # the final checkpoint is evaluated below, labelled 'final'
+                requests = eval_requests(cfg, tasks, f"step {step}", eval_dir, method=cfg.method.method,
+                                         parent_run_id=run_id, source_tags={"croc.checkpoint_step": str(step),
+                                                                            **(extra_tags or {})})
+                pending.extend(submit(requests, backbone_file, cfg.evaluation, eval_board))
+        if on_evaluation is not None:
+            for summary in finished(pending, reported):
+                on_evaluation(summary)
 
     try:
-        result = _fit_with_progress(trainer, board, total, console, on_export=evaluate_intermediate)
+        result = _fit_with_progress(trainer, board, total, console, on_tick=evaluate_intermediate)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -229,11 +246,12 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
         exported = export_checkpoint.remote(result.checkpoint.path, str(eval_dir / "final" / "backbone.safetensors"),
                                             cfg.evaluation.network)
         requests = eval_requests(cfg, tasks, "final", eval_dir, method=cfg.method.method, parent_run_id=run_id,
-                                 source_tags={"croc.checkpoint_step": str(total)})
+                                 source_tags={"croc.checkpoint_step": str(total), **(extra_tags or {})})
         pending.extend(submit(requests, exported, cfg.evaluation, eval_board))
         for baseline in baselines:
             requests = eval_requests(cfg, tasks, baseline_label(baseline), eval_dir, method="external",
-                                     parent_run_id=None, source_tags={"croc.checkpoint_source": baseline})
+                                     parent_run_id=parent_run_id,
+                                     source_tags={"croc.checkpoint_source": baseline, **(extra_tags or {})})
             pending.extend(submit(requests, baseline, cfg.evaluation, eval_board))
     backbone = _log_artifacts(client, run_id, cfg, result.checkpoint)
     client.set_terminated(run_id, status="FINISHED")
