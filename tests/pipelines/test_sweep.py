@@ -1,0 +1,68 @@
+"""`croc sweep` end to end on the shared 2-CPU Ray: two trials, MLflow hierarchy, a failed trial resumed alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
+
+
+def _sweep_file(tmp_path: Path, bench: Path, davis_later: Path) -> Path:
+    """Two trials differing in the DAVIS root: the second one does not exist yet, so that trial fails."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"""
+name: tiny-sweep
+base: {SMOKE}
+overrides:
+  resources.num_workers: 1
+  evaluation.tasks: [davis]
+  data.synthetic.out_dir: {bench}
+  checkpoint.storage_path: {tmp_path / 'runs'}
+  tracking.tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}
+search_space:
+  evaluation.datasets.davis: {{grid: ["{bench / 'davis'}", "{davis_later}"]}}
+baselines: [random:vit_tiny]
+""")
+    return path
+
+
+@pytest.mark.slow
+def test_sweep_runs_trials_tracks_them_and_resumes_only_what_did_not_finish(tmp_path: Path, ray_session) -> None:
+    from pipelines.sweep import run_sweep
+    from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
+
+    bench, davis_later = tmp_path / "bench", tmp_path / "davis-later"
+    sweep_file = _sweep_file(tmp_path, bench, davis_later)
+    from pipelines.sweep_config import load_sweep
+
+    ensure_synthetic_benchmark(load_sweep(sweep_file)[1])
+    grid = run_sweep(sweep_file)
+    assert sorted(bool(r.error) for r in grid) == [False, True]  # the missing DAVIS root fails one trial only
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny-sweep").experiment_id
+    (sweep_run,) = client.search_runs([experiment], "tags.`croc.kind` = 'sweep'")
+    pretrain = client.search_runs([experiment], "tags.`croc.kind` = 'pretrain'")
+    finished = [r for r in pretrain if r.info.status == "FINISHED"]
+    assert len(finished) == 1 and finished[0].data.tags["mlflow.parentRunId"] == sweep_run.info.run_id
+    first_end = finished[0].info.end_time
+    evals = client.search_runs([experiment], "tags.`croc.kind` = 'eval'")
+    nested = [r for r in evals if r.data.tags["mlflow.parentRunId"] == finished[0].info.run_id]
+    assert len(nested) == 1 and nested[0].data.tags["croc.task"] == "davis"
+    baseline = [r for r in evals if r.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id]
+    assert len(baseline) == 1 and baseline[0].data.tags["croc.checkpoint"] == "random:vit_tiny"
+
+    shutil.copytree(bench / "davis", davis_later)  # fix the cause, then resume
+    grid = run_sweep(sweep_file, resume=True)
+    assert [bool(r.error) for r in grid] == [False, False]
+    pretrain = client.search_runs([experiment], "tags.`croc.kind` = 'pretrain'")
+    again = [r for r in pretrain if r.info.run_id == finished[0].info.run_id]
+    assert again[0].info.end_time == first_end  # the finished trial was not rerun
+    assert sorted(r.info.status for r in pretrain) == ["FINISHED", "FINISHED"]
+    assert len(client.search_runs([experiment], "tags.`croc.kind` = 'eval'")) == 3  # baseline not re-evaluated
+    assert all(r.data.metrics.get("davis/jf_mean", 0) >= 0 for r in grid) and grid[0].metrics["done"] == 1
