@@ -58,3 +58,17 @@ def test_cli_overrides_reach_the_base_and_metric_names():
     _, base = load_sweep(ABLATIONS / "k.yaml", ["evaluation.datasets.voc=/data/voc"])
     assert base.evaluation.datasets.voc == "/data/voc"
     assert tune_metric("unsup:voc") == "unsup_voc/miou_mean" and tune_metric("davis") == "davis/jf_mean"
+
+
+def test_asha_acts_on_the_intermediate_evaluations_of_the_named_task(tmp_path):
+    from pipelines.evaluate import EvalSummary
+    from pipelines.sweep import _scheduler, _trial_metrics
+
+    body = ("name: s\noverrides: {evaluation.after: all_checkpoints, evaluation.tasks: [unsup:voc]}\n"
+            "search_space:\n  optim.lr: {grid: [0.1]}\nscheduler: {metric: unsup:voc, grace_period: 2}\n")
+    sweep, _ = load_sweep(_write(tmp_path, body))
+    asha = _scheduler(sweep)
+    assert (asha._metric, asha._mode, asha._time_attr) == ("unsup_voc/miou_mean", "max", "evaluations")
+    summaries = [EvalSummary("unsup:voc", "final", "a", {"miou_mean": 0.25, "miou_std": 0.0}),
+                 EvalSummary("davis", "final", "b", error="boom")]
+    assert _trial_metrics(summaries) == {"unsup_voc/miou_mean": 0.25, "unsup_voc/miou_std": 0.0}
