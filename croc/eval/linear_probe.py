@@ -30,28 +30,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, RandomSampler
 
 from croc.errors import InputError
 from croc.eval.features import normalize_images
+from croc.eval.linear_config import LinearProbeConfig, LinearProbeResult
+from croc.eval.linear_data import RandomCrops, ResizedPairs, SegmentationSplit, ShuffledStream, make_loader
 from croc.eval.miou import ConfusionMatrix
 from croc.eval.seg_transforms import (
     IGNORE_INDEX,
     AffineParams,
     affine_pair,
-    random_crop_pair,
-    resize_pair,
     sample_affine_params,
 )
 
 Progress = Callable[[str, int, int], None]
-Example = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image uint8 [3,S,S], pred int64 [S,S], label int64 [S,S]
 
 
 class FeatureExtractor(Protocol):
@@ -62,177 +61,6 @@ class FeatureExtractor(Protocol):
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:  # normalised [B,3,H,W] -> [B,C,H/p,W/p]
         ...
-
-
-class SegmentationSplit(Protocol):
-    """The surface of croc.data.segmentation.SegmentationDataset the probe uses."""
-
-    num_classes: int
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]: ...  # uint8 [3,H,W], int64 [H,W]
-
-
-# --------------------------------------------------------------------------- configuration and result
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise InputError(f"LinearProbeConfig.{name}={value!r}: allowed {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-@dataclass(frozen=True)
-class LinearProbeConfig:
-    """Every constant of the protocol; defaults = PASCAL VOC 2012 (pass ``epochs=10`` for COCO).
-
-    ADE20K: ``iterations=40000, crop_size=512, lrs=(...), eval_every=4000``.
-    """
-
-    image_size: int = 448  # epoch mode: train and val resized to image_size x image_size
-    last_n: int = 2  # feature blocks (must match the extractor's last_n when it has one)
-    epochs: int = 45  # epoch mode only
-    lr: float = 1e-3  # epoch mode only (iteration mode uses lrs)
-    batch_size: int = 16
-    scale: tuple[float, float] = (0.75, 1.25)  # zoom factor range about the centre (output size kept)
-    rotation_deg: float = 5.0  # rotation angle range +-rotation_deg
-    flip: bool = True  # horizontal flip with probability 1/2
-    seed: int = 0
-    max_train_images: int | None = None  # keep the first N train images (None: all)
-    max_val_images: int | None = None  # keep the first N val images (None: all)
-    iterations: int | None = None  # set: iteration mode (ADE20K)
-    crop_size: int = 512  # iteration mode: train crops and val resize
-    lrs: tuple[float, ...] = (1e-3,)  # iteration mode: one run per learning rate, the best is reported
-    eval_every: int = 4000  # iteration mode: evaluate every eval_every steps and at the end
-    cache_val_features_gb: float = 2.0  # cache val features (fp16, CPU) when they fit in this many GB (0: never)
-    n_examples: int = 4  # first val images returned with their best-epoch predictions
-    num_workers: int = 0  # DataLoader workers for reading and resizing
-
-    def __post_init__(self) -> None:
-        for name in ("image_size", "last_n", "epochs", "batch_size", "crop_size", "eval_every"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                _fail(name, value, "an integer >= 1")
-        for name in ("n_examples", "num_workers"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                _fail(name, value, "an integer >= 0")
-        for name in ("max_train_images", "max_val_images", "iterations"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                _fail(name, value, "None or an integer >= 1")
-        if not _is_int(self.seed):
-            _fail("seed", self.seed, "an integer")
-        if not _is_positive_number(self.lr):
-            _fail("lr", self.lr, "a finite number > 0")
-        if not isinstance(self.lrs, tuple) or not self.lrs or not all(_is_positive_number(v) for v in self.lrs):
-            _fail("lrs", self.lrs, "a non-empty tuple of finite numbers > 0")
-        if (not isinstance(self.scale, tuple) or len(self.scale) != 2
-                or not all(_is_positive_number(v) for v in self.scale) or self.scale[0] > self.scale[1]):
-            _fail("scale", self.scale, "a tuple (min, max) with 0 < min <= max")
-        if not isinstance(self.rotation_deg, (int, float)) or isinstance(self.rotation_deg, bool) \
-                or not 0 <= self.rotation_deg <= 180:
-            _fail("rotation_deg", self.rotation_deg, "a number in [0, 180]")
-        if not isinstance(self.flip, bool):
-            _fail("flip", self.flip, "True or False")
-        if not isinstance(self.cache_val_features_gb, (int, float)) or isinstance(self.cache_val_features_gb, bool) \
-                or not self.cache_val_features_gb >= 0:
-            _fail("cache_val_features_gb", self.cache_val_features_gb, "a number >= 0")
-
-    @property
-    def iteration_mode(self) -> bool:
-        return self.iterations is not None
-
-    @property
-    def val_size(self) -> int:
-        """Side of the square val images and masks (image_size, or crop_size in iteration mode)."""
-        return self.crop_size if self.iteration_mode else self.image_size
-
-
-@dataclass
-class LinearProbeResult:
-    """Val mIoU / per-class IoU [K] of the best and the last evaluation (of the chosen lr in iteration mode).
-
-    ``best_epoch``: 1-based epoch of the best evaluation, or its iteration count in iteration mode.
-    ``history``: one dict per evaluation: epoch mode {"epoch", "train_loss", "val_miou"}; iteration mode
-    {"lr", "iteration", "train_loss" (mean since the previous evaluation), "val_miou"}, every lr included.
-    ``examples``: the first ``n_examples`` val images with the best evaluation's predictions.
-    ``miou_by_lr``: best mIoU of every learning rate tried.
-    """
-
-    miou_best: float
-    miou_last: float
-    best_epoch: int
-    iou_best: np.ndarray
-    iou_last: np.ndarray
-    class_names: tuple[str, ...]
-    history: list[dict]
-    lr: float
-    examples: list[Example]
-    miou_by_lr: dict[float, float] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- data
-class _ResizedPairs(Dataset):
-    """The first ``limit`` items of a split, resized to size x size: uint8 [3,S,S], int64 [S,S]."""
-
-    def __init__(self, split: SegmentationSplit, size: int, limit: int | None) -> None:
-        self.split, self.size = split, size
-        self.length = len(split) if limit is None else min(limit, len(split))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.split[index]
-        return resize_pair(image, label, (self.size, self.size))
-
-
-class _RandomCrops(Dataset):
-    """Keys (index, crop_seed) -> a random crop x crop window of item ``index``: uint8 [3,c,c], int64 [c,c]."""
-
-    def __init__(self, split: SegmentationSplit, crop: int, limit: int | None) -> None:
-        self.split, self.crop = split, crop
-        self.length = len(split) if limit is None else min(limit, len(split))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, crop_seed = key
-        image, label = self.split[index]
-        return random_crop_pair(image, label, self.crop, torch.Generator().manual_seed(crop_seed))
-
-
-class _ShuffledStream(Sampler):
-    """``total`` keys (index, crop_seed): reshuffled passes over range(n), seeds drawn from ``seed``."""
-
-    def __init__(self, n: int, total: int, seed: int) -> None:
-        self.n, self.total, self.seed = n, total, seed
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed)
-        produced = 0
-        while produced < self.total:
-            order = torch.randperm(self.n, generator=generator)[: self.total - produced]
-            crop_seeds = torch.randint(2**62, (len(order),), generator=generator)
-            yield from zip(order.tolist(), crop_seeds.tolist(), strict=True)
-            produced += len(order)
-
-
-def _loader(dataset: Dataset, config: LinearProbeConfig, device: torch.device, sampler: Sampler | None = None,
-            ) -> DataLoader:
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, shuffle=False,
-                      num_workers=config.num_workers, pin_memory=device.type == "cuda", drop_last=False)
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -412,11 +240,11 @@ class _Trainer:
             self.progress(description, done, total)
 
 
-def _run_epochs(trainer: _Trainer, train: _ResizedPairs) -> _Tracker:
+def _run_epochs(trainer: _Trainer, train: ResizedPairs) -> _Tracker:
     """Epoch mode: ``epochs`` shuffled passes at config.lr, evaluated after each."""
     c = trainer.config
     sampler = RandomSampler(train, generator=torch.Generator().manual_seed(c.seed + 1))
-    loader = _loader(train, c, trainer.device, sampler)
+    loader = make_loader(train, c.batch_size, c.num_workers, trainer.device, sampler)
     augment = torch.Generator().manual_seed(c.seed + 2)
     head, optimizer = trainer.new_head(c.lr)
     tracker = _Tracker(lr=c.lr)
@@ -431,12 +259,12 @@ def _run_epochs(trainer: _Trainer, train: _ResizedPairs) -> _Tracker:
     return tracker
 
 
-def _run_iterations(trainer: _Trainer, train: _RandomCrops, lr: float) -> _Tracker:
+def _run_iterations(trainer: _Trainer, train: RandomCrops, lr: float) -> _Tracker:
     """Iteration mode: ``iterations`` steps of random crops at ``lr``, evaluated every eval_every and at the end."""
     c = trainer.config
     total = c.iterations
-    sampler = _ShuffledStream(len(train), total * c.batch_size, c.seed + 1)
-    loader = _loader(train, c, trainer.device, sampler)
+    sampler = ShuffledStream(len(train), total * c.batch_size, c.seed + 1)
+    loader = make_loader(train, c.batch_size, c.num_workers, trainer.device, sampler)
     augment = torch.Generator().manual_seed(c.seed + 2)
     head, optimizer = trainer.new_head(lr)
     tracker = _Tracker(lr=lr)
@@ -504,14 +332,14 @@ def run_linear_probe(features: FeatureExtractor, train_set: SegmentationSplit, v
     device = torch.device(device)
     if hasattr(features, "to"):
         features = features.to(device)
-    val_data = _ResizedPairs(val_set, config.val_size, config.max_val_images)
-    val = _ValFeatures(_loader(val_data, config, device), features, device, config.cache_val_features_gb,
-                       config.n_examples)
+    val_data = ResizedPairs(val_set, config.val_size, config.max_val_images)
+    val_loader = make_loader(val_data, config.batch_size, config.num_workers, device)
+    val = _ValFeatures(val_loader, features, device, config.cache_val_features_gb, config.n_examples)
     trainer = _Trainer(features, val, num_classes, config, device, progress)
     if config.iteration_mode:
-        crops = _RandomCrops(train_set, config.crop_size, config.max_train_images)
+        crops = RandomCrops(train_set, config.crop_size, config.max_train_images)
         trackers = [_run_iterations(trainer, crops, lr) for lr in config.lrs]
     else:
-        trackers = [_run_epochs(trainer, _ResizedPairs(train_set, config.image_size, config.max_train_images))]
+        trackers = [_run_epochs(trainer, ResizedPairs(train_set, config.image_size, config.max_train_images))]
     chosen = max(trackers, key=lambda t: t.best[0])  # first maximum: ties keep the earlier lr
     return _result(chosen, trackers, val, tuple(train_set.class_names))
