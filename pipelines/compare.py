@@ -18,15 +18,22 @@ in percent, one decimal, like the paper.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from croc.errors import InputError
+from pipelines.compare_reading import (  # re-exported: callers read and compare through this module
+    ExperimentNotFoundError,
+    check_store_exists,
+    load_runs,
+    row_tag,
+    row_value,
+    runs_frame,
+)
+
+__all__ = ["ExperimentNotFoundError", "check_store_exists", "load_runs", "runs_frame"]
 
 SEGMENTATION_SETS = ("voc", "coco_things", "coco_stuff")
 DATASET_TITLES = {"voc": "PVOC12", "coco_things": "COCO-Things", "coco_stuff": "COCO-Stuff", "ade20k": "ADE20K"}
@@ -42,10 +49,6 @@ UNFINISHED_CELLS = {"FAILED": "failed", "KILLED": "stopped", "MISSING": "missing
 # Params that differ between otherwise identical runs (names, paths, where things run): not part of a run's recipe.
 NON_RECIPE_PARAMS = ("name", "data.shard_dir", "data.synthetic.out_dir", "evaluation.output_dir")
 NON_RECIPE_PREFIXES = ("tracking.", "checkpoint.", "resources.", "evaluation.resources.")
-
-
-class ExperimentNotFoundError(InputError):
-    """The experiment named on the command line is not in the tracking store."""
 
 
 # ----------------------------------------------------------------------------------------------------------- cells
@@ -92,72 +95,6 @@ class Column:
     std_metric: str | None = None
 
 
-# -------------------------------------------------------------------------------------------------------- reading
-def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
-    """All active runs of `experiment` -> one row per run: run_id, run_name, status, start_time (ms), parent_run_id,
-    and `tags.<key>`, `params.<key>`, `metrics.<key>` columns (the layout of `mlflow.search_runs`).
-
-    Raises ExperimentNotFoundError naming the experiment and listing the existing ones.
-    """
-    check_store_exists(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise ExperimentNotFoundError(f"no experiment {experiment!r} at {tracking_uri}; existing experiments: "
-                                 f"{', '.join(names) or '(none)'}")
-    return runs_frame(_search_all(client, found.experiment_id))
-
-
-def check_store_exists(tracking_uri: str) -> None:
-    """A sqlite store that does not exist is an error (opening it would silently create an empty one)."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise ExperimentNotFoundError(f"no MLflow store at {path} (--tracking-uri {tracking_uri}); run from the "
-                                     "folder holding mlflow.db or pass --tracking-uri")
-
-
-def _search_all(client: MlflowClient, experiment_id: str) -> list[Any]:
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
-    """MLflow Run objects -> the DataFrame `load_runs` returns (object columns, None where absent)."""
-    records = []
-    for run in runs:
-        record: dict[str, Any] = {
-            "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-            "start_time": run.info.start_time or 0, "parent_run_id": run.data.tags.get("mlflow.parentRunId"),
-        }
-        record.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-        record.update({f"params.{k}": v for k, v in run.data.params.items()})
-        record.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        records.append(record)
-    base = ["run_id", "run_name", "status", "start_time", "parent_run_id"]
-    frame = pd.DataFrame.from_records(records, columns=None if records else base)
-    return frame.astype(object).where(frame.notna(), None)
-
-
-def _value(row: pd.Series | dict, key: str) -> Any:
-    """The row's value for `key`, None when the column is absent or empty."""
-    value = row.get(key)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
-
-
-def _tag(row: pd.Series | dict, key: str) -> str | None:
-    return _value(row, f"tags.{key}")
-
-
 # ------------------------------------------------------------------------------------------------------ subjects
 @dataclass(eq=False)
 class Subject:
@@ -188,7 +125,7 @@ def pretrain_subjects(runs: pd.DataFrame) -> list[Subject]:
         mine = evals[(evals["parent_run_id"] == row["run_id"])
                      & evals["tags.croc.checkpoint_label"].isin([FINAL_LABEL, name])]
         params = {k.removeprefix("params."): v for k, v in row.items() if k.startswith("params.") and v is not None}
-        subjects.append(Subject(row["run_id"], _tag(row, "croc.method") or "?", _tag(row, "croc.dataset") or "?",
+        subjects.append(Subject(row["run_id"], row_tag(row, "croc.method") or "?", row_tag(row, "croc.dataset") or "?",
                                 name, row["status"], params, mine, frozenset({row["run_id"], name})))
     return sorted(subjects, key=lambda s: _method_rank(s.method))
 
@@ -228,8 +165,8 @@ def external_subjects(runs: pd.DataFrame) -> list[Subject]:
     for label in dict.fromkeys(labels):
         mine = top[labels == label]
         latest = mine.iloc[-1]
-        checkpoint = _tag(latest, "croc.checkpoint") or label
-        method = _tag(latest, "croc.method") or "external"
+        checkpoint = row_tag(latest, "croc.checkpoint") or label
+        method = row_tag(latest, "croc.method") or "external"
         names = {label, checkpoint, *mine["run_id"], *(n for n in mine["run_name"] if n)}
         subjects.append(Subject(f"external:{label}", f"{method} ({label})", "—", checkpoint, DONE, {}, mine,
                                 frozenset(names)))
@@ -263,10 +200,10 @@ def cell_for(subject: Subject, column: Column) -> Cell:
     chosen = pick_evaluation(evals)
     if chosen["status"] != DONE:
         return Cell(unfinished_state(chosen["status"]))
-    value = _value(chosen, f"metrics.{column.metric}")
+    value = row_value(chosen, f"metrics.{column.metric}")
     if value is None:
         return Cell("missing")
-    std = _value(chosen, f"metrics.{column.std_metric}") if column.std_metric else None
+    std = row_value(chosen, f"metrics.{column.std_metric}") if column.std_metric else None
     return Cell("ok", 100 * float(value), None if std is None else 100 * float(std))
 
 
