@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the method (torch) and the data pipeline (Ray) are imported
     from pipelines.data_pipeline import DataSettings
 
 from pipelines.eval_schema import EVAL_DATASETS, EVAL_TASKS, EvaluationSection
-from pipelines.schema_base import NAME, SQLITE, Section, absolute_path, absolute_tracking_uri, rule_error
+from pipelines.schema_base import SQLITE, Section, absolute_path, absolute_tracking_uri, check_name, rule_error
 
 __all__ = ["EVAL_DATASETS", "EVAL_TASKS", "EvaluationSection", "PretrainConfig"]
 
@@ -182,9 +182,7 @@ class PretrainConfig(Section):
     @field_validator("name")
     @classmethod
     def _name_chars(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError("must be letters, digits, '-', '_' or '.' (at least one)")
-        return value
+        return check_name(value)
 
     @model_validator(mode="before")
     @classmethod

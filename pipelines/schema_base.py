@@ -14,6 +14,13 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 SQLITE = "sqlite:///"
 
 
+def check_name(value: str) -> str:
+    """A run / sweep name: letters, digits, '-', '_' or '.' (it becomes a folder and an MLflow name)."""
+    if not NAME.match(value):
+        raise ValueError("must be letters, digits, '-', '_' or '.' (at least one)")
+    return value
+
+
 def rule_error(message: str) -> PydanticCustomError:
     """A cross-field rule broken; the message names every key involved (it is shown as is)."""
     return PydanticCustomError("config_rule", message)

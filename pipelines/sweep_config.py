@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from croc.errors import InputError
 from pipelines.config import PretrainConfig, apply_overrides, load_config
 from pipelines.eval_schema import EVAL_TASKS
-from pipelines.schema_base import NAME, Section, rule_error
+from pipelines.schema_base import Section, check_name, rule_error
 
 HEADLINE_METRIC = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
 
@@ -104,9 +104,7 @@ class SweepConfig(Section):
     @field_validator("name")
     @classmethod
     def _name_chars(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError("must be letters, digits, '-', '_' or '.' (at least one)")
-        return value
+        return check_name(value)
 
     @field_validator("search_space")
     @classmethod

@@ -13,18 +13,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from croc.data.davis import Davis2017
-from croc.data.synthetic import SynthSpec, generate_benchmark
 from croc.errors import InputError
 from croc.eval.davis_score import score_predictions
 from pipelines.davis_score_command import davis_score
 
 
-@pytest.fixture(scope="module")
-def davis(tmp_path_factory) -> Davis2017:
-    root = tmp_path_factory.mktemp("synth")
-    generate_benchmark(root, SynthSpec(voc_train=2, voc_val=2, coco_train=2, coco_val=2, coco_unlabeled=0,
-                                       videos_train=0, videos_val=2, frames=5, video_height=64, video_width=96))
-    return Davis2017(root / "davis", "val")
+@pytest.fixture
+def davis(synthetic_davis) -> Davis2017:
+    return synthetic_davis
 
 
 @pytest.fixture

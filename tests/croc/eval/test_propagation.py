@@ -12,8 +12,6 @@ from PIL import Image
 from torch import nn
 
 from croc.backbone import create_backbone
-from croc.data.davis import Davis2017
-from croc.data.synthetic import SynthSpec, generate_benchmark
 from croc.errors import InputError
 from croc.eval.davis_metrics import evaluate_video, summarize
 from croc.eval.davis_propagation import dense_features, encode_indexed_png, run_davis
@@ -229,14 +227,6 @@ def test_encode_indexed_png_keeps_ids_and_palette(tmp_path):
         assert np.asarray(image).tolist() == [[0, 1], [2, 1]]
     with pytest.raises(InputError, match=r"0\.\.255"):
         encode_indexed_png(torch.tensor([[256]]), palette)
-
-
-@pytest.fixture(scope="module")
-def synthetic_davis(tmp_path_factory) -> Davis2017:
-    root = tmp_path_factory.mktemp("synth")
-    generate_benchmark(root, SynthSpec(voc_train=2, voc_val=2, coco_train=2, coco_val=2, coco_unlabeled=0,
-                                       videos_train=0, videos_val=2, frames=5, video_height=64, video_width=96))
-    return Davis2017(root / "davis", "val")
 
 
 def test_run_davis_on_the_synthetic_benchmark(synthetic_davis, tmp_path):
