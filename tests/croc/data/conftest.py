@@ -15,10 +15,13 @@ from croc.data.palette import voc_palette
 H, W = 20, 24
 
 
+_THIS_MODULE = sys.modules[__name__]  # taken at import: another folder's conftest.py shares the module name
+
+
 @pytest.fixture
 def fake():
     """This module (writers and the constants the fixtures used), without importing `conftest` by name."""
-    return sys.modules[__name__]
+    return _THIS_MODULE
 
 
 def write_rgb(path: Path, height: int = H, width: int = W, value: int = 100) -> Path:
