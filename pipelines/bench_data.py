@@ -1,11 +1,15 @@
 """`croc bench data`: images/s per CPU core of the two-view augmentation with positions.
 
-Three measurements on the same shards (by default synthetic 480x640 JPEGs, COCO's typical size):
+Measurements on the same shards (by default synthetic 480x640 JPEGs of COCO's typical size and bytes):
 - baseline: the authors' way — a torch DataLoader with torchvision PIL transforms, each view carrying a
   per-pixel coordinate map resized like the image, photometric augmentation on the CPU, float views shipped;
-- ours, CPU stage: Ray Data decoding two uint8 views with boxes (JPEG draft decoding, crop before resize);
+- ours, kernel: our CPU stage (two uint8 views with boxes: JPEG decoding straight into a tensor or at a reduced
+  DCT scale, crop before resize) on one core without Ray: what a core can do;
+- ours, Ray Data: the same stage through the training pipeline (shards -> read -> decode -> batches) on a private
+  local Ray with `cpus` CPUs, the consumer and Ray's own processes on the same cores;
 - ours, photometric stage: the batched photometric augmentation, timed on the CPU (and on the GPU if present),
   to place it where it is cheapest.
+Rates are steady-state: the clock starts after the first batches (worker start-up, imports), as in a long epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from croc.augment import IMAGENET_MEAN, IMAGENET_STD, photometric_views
+from croc.data.decode_views import decode_batch
 from croc.data.pretrain_images import ImageRecord
 from croc.data.shards import iter_rows, load_manifest, shard_paths, write_shards
 from croc.data.synthetic import SynthSpec, render_scene
@@ -34,24 +39,46 @@ from croc.data.synthetic import SynthSpec, render_scene
 class DataBenchSettings:
     shard_dir: str | None = None
     cpus: int = 2
-    images: int = 192
+    images: int = 128  # distinct synthetic images (ignored with shard_dir)
+    stream: int = 2048  # images through the Ray Data pipeline (synthetic images repeat under new ids)
+    baseline_images: int = 384  # images through the baseline (slow: a few per second per core)
     size: int = 224
     batch: int = 32
 
 
-def synthetic_shards(folder: Path, count: int, height: int = 480, width: int = 640) -> Path:
-    """Write `count` synthetic scenes as JPEGs (quality 90) and shard them."""
+def synthetic_shards(folder: Path, count: int, stream: int, height: int = 480, width: int = 640) -> Path:
+    """Write `count` synthetic scenes as JPEGs (quality 90) and shard a stream of `stream` rows cycling over them."""
     spec = SynthSpec(seed=0, height=height, width=width)
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
-    records = []
+    paths = []
     for i in range(count):
         path = images / f"{i:06d}.jpg"
         if not path.exists():
             Image.fromarray(render_scene(i, height, width, spec).image).save(path, quality=90)
-        records.append(ImageRecord(f"{i:06d}", "synthetic", path))
+        paths.append(path)
+    records = [ImageRecord(f"{i:06d}", "synthetic", paths[i % count]) for i in range(max(count, stream))]
     write_shards(records, folder / "shards", images_per_shard=64)
     return folder / "shards"
+
+
+class SteadyRate:
+    """images/s counted after the first `skip` batches (start-up excluded)."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip, self.batches, self.images, self.start = skip, 0, 0, 0.0
+
+    def add(self, images: int) -> None:
+        self.batches += 1
+        if self.batches == self.skip:
+            self.start = time.perf_counter()
+        elif self.batches > self.skip:
+            self.images += images
+
+    def rate(self) -> float:
+        if self.batches <= self.skip:
+            raise ValueError(f"only {self.batches} batches: nothing timed after the {self.skip} start-up batches")
+        return self.images / (time.perf_counter() - self.start)
 
 
 class _Blur:
@@ -106,21 +133,38 @@ class AuthorsStyleViews(torch.utils.data.Dataset):
 
 
 def bench_baseline(rows: list[dict], settings: DataBenchSettings) -> float:
-    """images/s of the authors' way with `cpus` DataLoader workers (after the first batch)."""
+    """images/s of the authors' way with `cpus` DataLoader workers (after each worker's first batch)."""
     loader = torch.utils.data.DataLoader(AuthorsStyleViews(rows, settings.size), batch_size=settings.batch,
                                          num_workers=settings.cpus, shuffle=True, drop_last=True,
                                          persistent_workers=False)
-    count, start = 0, None
+    meter = SteadyRate(skip=settings.cpus)
     for views, _positions in loader:
-        if start is None:
+        meter.add(views[0].shape[0])
+    return meter.rate()
+
+
+def bench_ours_kernel(rows: list[dict], settings: DataBenchSettings) -> float:
+    """images/s of our CPU stage on one thread without Ray (best of 3 passes over up to 64 images)."""
+    rows = rows[:64]
+    images, widths = [r["image"] for r in rows], [r["width"] for r in rows]
+    heights, ids = [r["height"] for r in rows], [r["id"] for r in rows]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator, best = torch.Generator().manual_seed(0), 0.0
+        for _ in range(3):
             start = time.perf_counter()
-            continue
-        count += views[0].shape[0]
-    return count / (time.perf_counter() - start)
+            for i in range(0, len(rows), settings.batch):
+                end = i + settings.batch
+                decode_batch(images[i:end], widths[i:end], heights[i:end], ids[i:end], settings.size, generator)
+            best = max(best, len(rows) / (time.perf_counter() - start))
+        return best
+    finally:
+        torch.set_num_threads(threads)
 
 
-def bench_ours_cpu_stage(shard_dir: str, settings: DataBenchSettings) -> float:
-    """images/s of the Ray Data stage on a private local Ray with `cpus` CPUs (second pass, warm)."""
+def bench_ours_ray_data(shard_dir: str, settings: DataBenchSettings) -> float:
+    """images/s of the Ray Data pipeline on a private local Ray with `cpus` CPUs, steady state."""
     import os
 
     import ray
@@ -133,14 +177,14 @@ def bench_ours_cpu_stage(shard_dir: str, settings: DataBenchSettings) -> float:
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        dataset, _ = view_dataset(DataSettings(shard_dir=shard_dir, image_size=settings.size, decode_rows=32))
-        rates = []
-        for _ in range(2):
-            count, start = 0, time.perf_counter()
-            for batch in dataset.iter_torch_batches(batch_size=settings.batch, drop_last=True):
-                count += batch["views"].shape[0]
-            rates.append(count / (time.perf_counter() - start))
-        return rates[-1]
+        dataset, _ = view_dataset(DataSettings(shard_dir=shard_dir, image_size=settings.size,
+                                               decode_rows=settings.batch))
+        meter = SteadyRate(skip=max(1, min(4, settings.stream // settings.batch // 4)))
+        for batch in dataset.iter_torch_batches(batch_size=settings.batch, drop_last=True):
+            meter.add(batch["views"].shape[0])
+            if meter.batches * settings.batch >= settings.stream:
+                break
+        return meter.rate()
     finally:
         ray.shutdown()
 
@@ -165,25 +209,38 @@ def bench_photometric(size: int, batch: int, device: torch.device) -> float:
         torch.set_num_threads(threads)
 
 
+def first_rows(shard_dir: str, count: int) -> list[dict]:
+    rows = []
+    for row in iter_rows(shard_paths(shard_dir, load_manifest(shard_dir))):
+        rows.append(row)
+        if len(rows) == count:
+            break
+    return rows
+
+
 def run_data_bench(settings: DataBenchSettings) -> dict:
-    if settings.batch * 4 > settings.images:  # several timed batches after the first (warm-up) one
-        settings = replace(settings, batch=max(1, settings.images // 4))
+    # several timed batches after the start-up ones, for every measurement
+    batch = max(1, min(settings.batch, settings.baseline_images // (settings.cpus + 3), settings.stream // 8))
+    settings = replace(settings, batch=batch)
     with tempfile.TemporaryDirectory() as tmp:
-        shard_dir = settings.shard_dir or str(synthetic_shards(Path(tmp), settings.images))
-        manifest = load_manifest(shard_dir)
-        rows = list(iter_rows(shard_paths(shard_dir, manifest)))[: settings.images]
+        shard_dir = settings.shard_dir or str(synthetic_shards(Path(tmp), settings.images, settings.stream))
+        rows = first_rows(shard_dir, settings.baseline_images)
         baseline = bench_baseline(rows, settings)
-        ours_cpu = bench_ours_cpu_stage(shard_dir, settings)
+        kernel = bench_ours_kernel(rows, settings)
+        ray_data = bench_ours_ray_data(shard_dir, settings)
         photometric_cpu = bench_photometric(settings.size, 16, torch.device("cpu"))
         photometric_gpu = (bench_photometric(settings.size, 128, torch.device("cuda"))
                            if torch.cuda.is_available() else None)
     per_core = settings.cpus
-    ours_all_cpu = 1.0 / (1.0 / (ours_cpu / per_core) + 1.0 / photometric_cpu)  # both stages on the same cores
+    ours_all_cpu = 1.0 / (1.0 / (ray_data / per_core) + 1.0 / photometric_cpu)  # both stages on the same cores
     return {
-        "bench": "data", "cpus": settings.cpus, "images": len(rows), "size": settings.size,
+        "bench": "data", "cpus": settings.cpus, "stream": settings.stream, "size": settings.size,
         "mean_image": f"{np.mean([r['width'] for r in rows]):.0f}x{np.mean([r['height'] for r in rows]):.0f}",
+        "mean_jpeg_kb": round(float(np.mean([len(r["image"]) for r in rows])) / 1024, 1),
         "baseline_images_per_s_per_core": round(baseline / per_core, 1),
-        "ours_cpu_stage_images_per_s_per_core": round(ours_cpu / per_core, 1),
+        "ours_kernel_images_per_s_per_core": round(kernel, 1),
+        "ours_ray_data_images_per_s_per_core": round(ray_data / per_core, 1),
+        "speedup_ray_data_vs_baseline": round(ray_data / baseline, 2),
         "ours_photometric_cpu_images_per_s_per_core": round(photometric_cpu, 1),
         "ours_all_on_cpu_images_per_s_per_core": round(ours_all_cpu, 1),
         "ours_photometric_gpu_images_per_s": round(photometric_gpu, 1) if photometric_gpu else None,

@@ -149,14 +149,18 @@ def bench_eval(ctx: typer.Context) -> None:
 def bench_data(
     shards: str | None = typer.Option(None, help="shard folder (default: synthetic 480x640 JPEGs)"),
     cpus: int = typer.Option(2, min=1, help="CPUs for both pipelines"),
-    images: int = typer.Option(192, min=8, help="images per pass"),
+    images: int = typer.Option(128, min=8, help="distinct synthetic images (without --shards)"),
+    stream: int = typer.Option(2048, min=64, help="images through the Ray Data pipeline"),
+    baseline_images: int = typer.Option(384, min=16, help="images through the authors'-way baseline"),
     size: int = typer.Option(224, min=16),
 ) -> None:
-    """images/s per core of the two-view augmentation with positions: ours (Ray Data) vs the authors' way."""
+    """images/s per core of the two-view augmentation with positions: ours (one core; Ray Data) vs the authors'
+    way, steady state."""
     from pipelines.bench_data import DataBenchSettings
     from pipelines.bench_data import main as data_main
 
-    data_main(DataBenchSettings(shard_dir=shards, cpus=cpus, images=images, size=size))
+    data_main(DataBenchSettings(shard_dir=shards, cpus=cpus, images=images, stream=stream,
+                                baseline_images=baseline_images, size=size))
 
 
 @bench_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

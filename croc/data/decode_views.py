@@ -2,8 +2,10 @@
 
 Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding, a JPEG is
 decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output
-resolution, each crop is resized straight from its source region (antialiased bicubic on uint8), and
-only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats of boxes and 2 flags.
+resolution (PIL's draft mode), or straight into a tensor by torchvision's libjpeg-turbo decoder when no
+reduction applies (no PIL image, no copies: 4.4 instead of 6.0 ms per 640x480 image and two views on one
+core, `croc bench data`), each crop is resized straight from its source region (antialiased bicubic on
+uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats of boxes and 2 flags.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from croc.augment import CROP_RATIO, GLOBAL_SCALE, sample_crop_box
 from croc.errors import InputError
@@ -38,6 +41,30 @@ def draft_factor(boxes: Sequence[tuple[int, int, int, int]], size: int) -> int:
     return factor
 
 
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def decode_frame(data: bytes, width: int, height: int, factor: int) -> torch.Tensor:
+    """Encoded bytes -> [1, 3, h, w] uint8 RGB, (h, w) = the stored size reduced by `factor` (JPEG DCT scaling).
+
+    A JPEG at full scale goes through torchvision (the same libjpeg-turbo as PIL, identical pixels, grayscale
+    and CMYK converted to RGB); anything else through PIL. A stored size that differs from the image's raises.
+    """
+    if factor == 1 and is_jpeg(data):
+        frame = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        if frame.shape[1:] != (height, width):
+            raise InputError(f"stored size {width}x{height} differs from the decoded {frame.shape[2]}x{frame.shape[1]}")
+        return frame[None]
+    with Image.open(io.BytesIO(data)) as image:
+        if image.size != (width, height):
+            raise InputError(f"stored size {width}x{height} differs from the decoded {image.size[0]}x{image.size[1]}")
+        if factor > 1 and image.format == "JPEG":
+            image.draft("RGB", (-(-width // factor), -(-height // factor)))
+        pixels = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # [h, w, 3] (writable, one copy)
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None]  # [1, 3, h, w], channels-last memory, no copy
+
+
 def two_views(data: bytes, width: int, height: int, size: int, generator: torch.Generator,
               scale: tuple[float, float] = GLOBAL_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's bytes -> (views [2, 3, S, S] uint8, boxes [2, 4] float32, flips [2] bool).
@@ -48,16 +75,9 @@ def two_views(data: bytes, width: int, height: int, size: int, generator: torch.
     """
     boxes = [sample_crop_box(height, width, scale, CROP_RATIO, generator) for _ in range(2)]
     flips = (torch.rand(2, generator=generator) < 0.5).numpy()
-    with Image.open(io.BytesIO(data)) as image:
-        if image.size != (width, height):
-            raise InputError(f"stored size {width}x{height} differs from the decoded {image.size[0]}x{image.size[1]}")
-        factor = draft_factor(boxes, size)
-        if factor > 1 and image.format == "JPEG":
-            image.draft("RGB", (-(-width // factor), -(-height // factor)))
-        pixels = np.array(image.convert("RGB"))  # [h, w, 3] uint8 (writable, for torch)
-    decoded_h, decoded_w = pixels.shape[:2]
+    frame = decode_frame(data, width, height, draft_factor(boxes, size))  # [1, 3, h, w] uint8
+    decoded_h, decoded_w = frame.shape[-2:]
     sy, sx = decoded_h / height, decoded_w / width  # decoded pixels per original pixel
-    frame = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # [1, 3, h, w], channels-last memory, no copy
     views = np.empty((2, 3, size, size), np.uint8)
     used = np.empty((2, 4), np.float32)
     for v, (top, left, h, w) in enumerate(boxes):

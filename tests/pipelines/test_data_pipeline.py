@@ -122,10 +122,11 @@ def test_bench_data_prints_all_figures(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "pipelines.cli", "bench", "data", "--images", "32", "--size", "32", "--cpus", "1"]
+    args = [sys.executable, "-m", "pipelines.cli", "bench", "data", "--images", "32", "--stream", "256",
+            "--baseline-images", "64", "--size", "32", "--cpus", "1"]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=300,
                          env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"}).stdout
     result = json.loads(next(line for line in out.splitlines() if line.startswith('{"bench": "data"')))
-    for key in ("baseline_images_per_s_per_core", "ours_cpu_stage_images_per_s_per_core",
-                "ours_photometric_cpu_images_per_s_per_core"):
+    for key in ("baseline_images_per_s_per_core", "ours_kernel_images_per_s_per_core",
+                "ours_ray_data_images_per_s_per_core", "ours_photometric_cpu_images_per_s_per_core"):
         assert result[key] > 0, key

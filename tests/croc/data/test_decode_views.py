@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from croc.data.decode_views import decode_batch, draft_factor, two_views
+from croc.data.decode_views import decode_batch, decode_frame, draft_factor, two_views
 from croc.errors import InputError
 
 
@@ -67,3 +67,26 @@ def test_wrong_stored_size_counts_as_corrupt() -> None:
     good = coordinate_image(64, 48)
     out = decode_batch([good, good], [64, 65], [48, 48], ["a", "b"], 16, torch.Generator().manual_seed(2))
     assert out.replaced.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_full_scale_jpeg_decodes_to_the_same_pixels_as_pil(mode: str) -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert(mode).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as image:
+        expected = np.asarray(image.convert("RGB"))  # [48, 64, 3]
+    frame = decode_frame(data, 64, 48, factor=1)  # the libjpeg-turbo tensor path
+    assert frame.shape == (1, 3, 48, 64) and frame.dtype == torch.uint8
+    np.testing.assert_array_equal(frame[0].permute(1, 2, 0).numpy(), expected)
+    assert decode_frame(data, 64, 48, factor=2).shape == (1, 3, 24, 32)  # PIL's draft mode: DCT scaling
+    with pytest.raises(InputError, match="stored size 65x48"):
+        decode_frame(data, 65, 48, factor=1)
+
+
+def test_truncated_jpeg_counts_as_corrupt() -> None:
+    good = coordinate_image(64, 48, "JPEG")
+    out = decode_batch([good[: len(good) // 2], good], [64, 64], [48, 48], ["a", "b"], 16,
+                       torch.Generator().manual_seed(4))
+    assert out.replaced.tolist() == [True, False]
