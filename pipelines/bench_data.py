@@ -177,8 +177,7 @@ def bench_ours_ray_data(shard_dir: str, settings: DataBenchSettings) -> float:
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        dataset, _ = view_dataset(DataSettings(shard_dir=shard_dir, image_size=settings.size,
-                                               decode_rows=settings.batch))
+        dataset, _ = view_dataset(DataSettings(shard_dir=shard_dir, image_size=settings.size))  # training's defaults
         meter = SteadyRate(skip=max(1, min(4, settings.stream // settings.batch // 4)))
         for batch in dataset.iter_torch_batches(batch_size=settings.batch, drop_last=True):
             meter.add(batch["views"].shape[0])

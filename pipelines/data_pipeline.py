@@ -32,7 +32,7 @@ class DataSettings:
     image_size: int = 224
     scale: tuple[float, float] = GLOBAL_SCALE
     seed: int = 0
-    decode_rows: int = 16  # rows per decode call
+    decode_rows: int = 32  # rows per decode call
     decode_cpus: float = 1.0  # CPUs per decode task
     read_block_bytes: int = 8 * 2**20  # encoded bytes per read block
     shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0 = off)
