@@ -61,16 +61,18 @@ def test_same_seed_same_order(tmp_path: Path, ray_session) -> None:
     old = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
     try:
-        def ids(seed: int) -> list[str]:
+        def epochs(seed: int, count: int) -> list[list[str]]:
             dataset, _ = view_dataset(DataSettings(shard_dir=str(shard_dir), image_size=SIZE, seed=seed), with_ids=True)
-            return [row["id"] for row in dataset.select_columns(["id"]).iter_rows()]
+            ids = dataset.select_columns(["id"])
+            return [[row["id"] for row in ids.iter_rows()] for _ in range(count)]  # one execution per epoch
 
-        first, again, other = ids(3), ids(3), ids(4)
+        first, again, other = epochs(3, 2), epochs(3, 2), epochs(4, 1)
     finally:
         ctx.execution_options.preserve_order = old
-    assert first == again
-    assert sorted(first) == sorted(other) == [f"{i:03d}" for i in range(24)]
-    assert first != other
+    assert first == again  # the same seed gives the same sequence of epoch orders
+    assert sorted(first[0]) == sorted(first[1]) == sorted(other[0]) == [f"{i:03d}" for i in range(24)]
+    assert first[0] != first[1]  # the shard order is drawn anew for each epoch
+    assert first[0] != other[0]
 
 
 def test_two_workers_get_equal_full_batches_despite_corrupt_records(tmp_path: Path, ray_session) -> None:
