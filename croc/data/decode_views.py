@@ -50,6 +50,7 @@ def decode_frame(data: bytes, width: int, height: int, factor: int) -> torch.Ten
 
     A JPEG at full scale goes through torchvision (the same libjpeg-turbo as PIL, identical pixels, grayscale
     and CMYK converted to RGB); anything else through PIL. A stored size that differs from the image's raises.
+    torchvision 0.29 (pinned) marks its codecs deprecated in favour of TorchCodec: this is the one call to swap.
     """
     if factor == 1 and is_jpeg(data):
         frame = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
