@@ -15,6 +15,7 @@ Rates are steady-state: the clock starts after the first batches (worker start-u
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 import tempfile
@@ -208,22 +209,14 @@ def bench_photometric(size: int, batch: int, device: torch.device) -> float:
         torch.set_num_threads(threads)
 
 
-def first_rows(shard_dir: str, count: int) -> list[dict]:
-    rows = []
-    for row in iter_rows(shard_paths(shard_dir, load_manifest(shard_dir))):
-        rows.append(row)
-        if len(rows) == count:
-            break
-    return rows
-
-
 def run_data_bench(settings: DataBenchSettings) -> dict:
     # several timed batches after the start-up ones, for every measurement
     batch = max(1, min(settings.batch, settings.baseline_images // (settings.cpus + 3), settings.stream // 8))
     settings = replace(settings, batch=batch)
     with tempfile.TemporaryDirectory() as tmp:
         shard_dir = settings.shard_dir or str(synthetic_shards(Path(tmp), settings.images, settings.stream))
-        rows = first_rows(shard_dir, settings.baseline_images)
+        rows = list(itertools.islice(iter_rows(shard_paths(shard_dir, load_manifest(shard_dir))),
+                                     settings.baseline_images))
         baseline = bench_baseline(rows, settings)
         kernel = bench_ours_kernel(rows, settings)
         ray_data = bench_ours_ray_data(shard_dir, settings)
