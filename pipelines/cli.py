@@ -150,7 +150,7 @@ def bench_data(
     shards: str | None = typer.Option(None, help="shard folder (default: synthetic 480x640 JPEGs)"),
     cpus: int = typer.Option(2, min=1, help="CPUs for both pipelines"),
     images: int = typer.Option(128, min=8, help="distinct synthetic images (without --shards)"),
-    stream: int = typer.Option(2048, min=64, help="images through the Ray Data pipeline"),
+    stream: int = typer.Option(2048, min=64, help="images per Ray Data epoch (3 epochs)"),
     baseline_images: int = typer.Option(384, min=16, help="images through the authors'-way baseline"),
     size: int = typer.Option(224, min=16),
 ) -> None:

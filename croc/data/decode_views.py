@@ -1,12 +1,14 @@
 """Encoded image bytes -> two uint8 global views with their crop boxes and flip flags (the CPU stage).
 
-Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding, a JPEG is
-decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output
-resolution (PIL's draft mode), or straight into a tensor by torchvision's libjpeg-turbo decoder when no
-reduction applies (no PIL image and no pixel copies; decode alone 3.3-3.6 instead of 4.8-5.4 ms for a 640x480
-JPEG on one thread of the development machine), each crop is resized straight from its source region
+Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding; a JPEG is
+decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output resolution
+(PIL's draft mode), or, when no reduction applies, by libjpeg-turbo through TurboJPEG (simplejpeg) straight into
+one array (no PIL image, no copy of the bytes); each crop is resized straight from its source region
 (antialiased bicubic on uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats
-of boxes and 2 flags. `croc bench data` prints the whole stage's images/s on one core (ours_kernel_...).
+of boxes and 2 flags. Full-scale decode of the synthetic 640x480 JPEGs (124 KB) on one thread of the development
+machine, min / median of 15 interleaved passes over 128 images, two runs: simplejpeg 1.77-1.80 / 1.99-2.59 ms,
+torchvision 1.89-1.96 / 2.05-2.71 ms, PIL 2.45-2.99 / 3.20-3.44 ms. `croc bench data` prints the whole stage's
+images/s on one core (ours_kernel_...).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
+
+try:  # libjpeg-turbo's TurboJPEG API (a pinned dependency of the platform)
+    import simplejpeg
+except ImportError:  # a minimal install (the bare GPU image): torchvision's libjpeg-turbo, the same pixels
+    simplejpeg = None
 
 from croc.augment import CROP_RATIO, GLOBAL_SCALE, sample_crop_box
 from croc.errors import InputError
@@ -46,21 +53,31 @@ def is_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff"
 
 
+def _check_size(width: int, height: int, decoded_width: int, decoded_height: int) -> None:
+    if (decoded_width, decoded_height) != (width, height):
+        raise InputError(f"stored size {width}x{height} differs from the decoded {decoded_width}x{decoded_height}")
+
+
 def decode_frame(data: bytes, width: int, height: int, factor: int) -> torch.Tensor:
     """Encoded bytes -> [1, 3, h, w] uint8 RGB, (h, w) = the stored size reduced by `factor` (JPEG DCT scaling).
 
-    A JPEG at full scale goes through torchvision (the same libjpeg-turbo as PIL, identical pixels, grayscale
-    and CMYK converted to RGB); anything else through PIL. A stored size that differs from the image's raises.
-    torchvision 0.29 (pinned) marks its codecs deprecated in favour of TorchCodec: this is the one call to swap.
+    A JPEG at full scale goes through TurboJPEG or, without simplejpeg, through torchvision: both libjpeg-turbo,
+    the same pixels as PIL, grayscale converted to RGB. CMYK/YCCK JPEGs, reduced scales and other formats go
+    through PIL (TurboJPEG's CMYK conversion differs from PIL's by one level). A stored size that differs from the
+    image's raises. (torchvision 0.29 marks its codecs deprecated; the fallback is for installs without simplejpeg.)
     """
     if factor == 1 and is_jpeg(data):
-        frame = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        if frame.shape[1:] != (height, width):
-            raise InputError(f"stored size {width}x{height} differs from the decoded {frame.shape[2]}x{frame.shape[1]}")
-        return frame[None]
+        if simplejpeg is None:
+            frame = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            _check_size(width, height, frame.shape[2], frame.shape[1])
+            return frame[None]
+        decoded_height, decoded_width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        _check_size(width, height, decoded_width, decoded_height)
+        if colorspace not in ("CMYK", "YCCK"):
+            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")  # [h, w, 3]; strict: a truncated file raises
+            return torch.from_numpy(pixels).permute(2, 0, 1)[None]  # channels-last memory, no copy
     with Image.open(io.BytesIO(data)) as image:
-        if image.size != (width, height):
-            raise InputError(f"stored size {width}x{height} differs from the decoded {image.size[0]}x{image.size[1]}")
+        _check_size(width, height, *image.size)
         if factor > 1 and image.format == "JPEG":
             image.draft("RGB", (-(-width // factor), -(-height // factor)))
         pixels = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # [h, w, 3] (writable, one copy)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import croc.data.decode_views as decode_views
 from croc.data.decode_views import decode_batch, decode_frame, draft_factor, two_views
 from croc.errors import InputError
 
@@ -69,15 +70,25 @@ def test_wrong_stored_size_counts_as_corrupt() -> None:
     assert out.replaced.tolist() == [False, True]
 
 
+@pytest.fixture(params=["simplejpeg", "torchvision"])
+def jpeg_decoder(request, monkeypatch) -> str:
+    """Both full-scale JPEG paths: TurboJPEG into a buffer, and torchvision where simplejpeg is not installed."""
+    if request.param == "torchvision":
+        monkeypatch.setattr(decode_views, "simplejpeg", None)
+    else:
+        assert decode_views.simplejpeg is not None, "simplejpeg is a pinned dependency"
+    return request.param
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
-def test_full_scale_jpeg_decodes_to_the_same_pixels_as_pil(mode: str) -> None:
+def test_full_scale_jpeg_decodes_to_the_same_pixels_as_pil(mode: str, jpeg_decoder: str) -> None:
     rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(rgb).convert(mode).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()
     with Image.open(io.BytesIO(data)) as image:
         expected = np.asarray(image.convert("RGB"))  # [48, 64, 3]
-    frame = decode_frame(data, 64, 48, factor=1)  # the libjpeg-turbo tensor path
+    frame = decode_frame(data, 64, 48, factor=1)  # libjpeg-turbo, no PIL
     assert frame.shape == (1, 3, 48, 64) and frame.dtype == torch.uint8
     np.testing.assert_array_equal(frame[0].permute(1, 2, 0).numpy(), expected)
     assert decode_frame(data, 64, 48, factor=2).shape == (1, 3, 24, 32)  # PIL's draft mode: DCT scaling
@@ -85,7 +96,7 @@ def test_full_scale_jpeg_decodes_to_the_same_pixels_as_pil(mode: str) -> None:
         decode_frame(data, 65, 48, factor=1)
 
 
-def test_truncated_jpeg_counts_as_corrupt() -> None:
+def test_truncated_jpeg_counts_as_corrupt(jpeg_decoder: str) -> None:
     good = coordinate_image(64, 48, "JPEG")
     out = decode_batch([good[: len(good) // 2], good], [64, 64], [48, 48], ["a", "b"], 16,
                        torch.Generator().manual_seed(4))
