@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,11 +33,12 @@ def free_ports(count: int) -> list[int]:
 
 @pytest.fixture
 def ray_head(tmp_path: Path):
-    """A Ray head with the dashboard (job API) on free ports, stopped by killing its process group."""
+    """A Ray head with the dashboard (job API) on free ports; stopped by SIGTERM, then its process group killed."""
     gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
     temp_dir = Path("/tmp") / f"rh{os.getpid()}"  # short: Ray's socket paths are length-limited
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-           "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # a throw-away head: no drain (up to 30 s) on SIGTERM
     log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
@@ -59,11 +61,13 @@ def ray_head(tmp_path: Path):
                 time.sleep(1)
         yield address, env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        # SIGTERM to `ray start` alone: it stops its own processes in order (signalling the whole group kills the
+        # GCS first, and a drain would then wait 30 s for it).
+        head.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # whatever of the group outlived the head
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
