@@ -132,3 +132,6 @@ def test_bench_data_prints_all_figures(tmp_path: Path) -> None:
     for key in ("baseline_images_per_s_per_core", "ours_kernel_images_per_s_per_core",
                 "ours_ray_data_images_per_s_per_core", "ours_photometric_cpu_images_per_s_per_core"):
         assert result[key] > 0, key
+    by_epoch = result["ours_ray_data_images_per_s_per_core_by_epoch"]
+    assert len(by_epoch) == 3 and min(by_epoch) > 0
+    assert result["ours_ray_data_images_per_s_per_core"] == max(by_epoch[1:])  # the best warm epoch
