@@ -72,7 +72,7 @@ def test_wrong_stored_size_counts_as_corrupt() -> None:
 
 @pytest.fixture(params=["simplejpeg", "torchvision"])
 def jpeg_decoder(request, monkeypatch) -> str:
-    """Both full-scale JPEG paths: TurboJPEG into a buffer, and torchvision where simplejpeg is not installed."""
+    """Both full-scale JPEG paths: TurboJPEG (simplejpeg), and torchvision where simplejpeg is not installed."""
     if request.param == "torchvision":
         monkeypatch.setattr(decode_views, "simplejpeg", None)
     else:
@@ -88,7 +88,7 @@ def test_full_scale_jpeg_decodes_to_the_same_pixels_as_pil(mode: str, jpeg_decod
     data = buffer.getvalue()
     with Image.open(io.BytesIO(data)) as image:
         expected = np.asarray(image.convert("RGB"))  # [48, 64, 3]
-    frame = decode_frame(data, 64, 48, factor=1)  # libjpeg-turbo, no PIL
+    frame = decode_frame(data, 64, 48, factor=1)  # libjpeg-turbo (CMYK with simplejpeg: PIL)
     assert frame.shape == (1, 3, 48, 64) and frame.dtype == torch.uint8
     np.testing.assert_array_equal(frame[0].permute(1, 2, 0).numpy(), expected)
     assert decode_frame(data, 64, 48, factor=2).shape == (1, 3, 24, 32)  # PIL's draft mode: DCT scaling
