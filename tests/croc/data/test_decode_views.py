@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import croc.data.decode_views as decode_views
+from croc.augment import crop_and_resize
 from croc.data.decode_views import decode_batch, decode_frame, draft_factor, two_views
 from croc.errors import InputError
 
@@ -101,3 +102,24 @@ def test_truncated_jpeg_counts_as_corrupt(jpeg_decoder: str) -> None:
     out = decode_batch([good[: len(good) // 2], good], [64, 64], [48, 48], ["a", "b"], 16,
                        torch.Generator().manual_seed(4))
     assert out.replaced.tolist() == [True, False]
+
+
+def test_full_scale_views_equal_torchvision_resized_crops_of_the_decoded_image(jpeg_decoder: str) -> None:
+    """The fast path (window copied channels-last, numpy flip) gives exactly `croc.augment.crop_and_resize`'s pixels
+    (torchvision's resized_crop on a channels-first tensor of PIL's decoding), box for box, flip for flip."""
+    width, height, size = 320, 240, 160  # 240 / 2 < 160: never a reduced DCT scale
+    texture = np.random.default_rng(3).integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(texture).resize((width, height), Image.BILINEAR).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as image:
+        reference = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()  # [3, H, W]
+    generator = torch.Generator().manual_seed(5)
+    seen_flips = set()
+    for _ in range(8):
+        views, boxes, flips = two_views(data, width, height, size, generator)
+        for v in range(2):
+            expected = crop_and_resize(reference, boxes[v].round().astype(int).tolist(), size, bool(flips[v]))
+            np.testing.assert_array_equal(views[v], expected.numpy())
+            seen_flips.add(bool(flips[v]))
+    assert seen_flips == {True, False}
