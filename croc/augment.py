@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,6 +26,13 @@ Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 
 # --------------------------------------------------------------------------- geometric stage
+@functools.lru_cache(maxsize=8)
+def _log_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    """log of the aspect-ratio bounds in float32, as torchvision computes them (once per ratio, not per box)."""
+    low, high = torch.log(torch.tensor(ratio)).tolist()
+    return low, high
+
+
 def sample_crop_box(
     height: int,
     width: int,
@@ -37,10 +45,10 @@ def sample_crop_box(
     `generator` must be a CPU generator (None: global RNG).
     """
     area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))  # float32, as torchvision
+    log_low, log_high = _log_ratio(tuple(ratio))
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
-        u = torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(), generator=generator)
+        u = torch.empty(1).uniform_(log_low, log_high, generator=generator)
         aspect = torch.exp(u).item()
         w = round(math.sqrt(target_area * aspect))
         h = round(math.sqrt(target_area / aspect))
