@@ -3,8 +3,8 @@
 Cheap by construction: the crop boxes are drawn from the stored width and height BEFORE decoding; a JPEG is
 decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output resolution
 (PIL's draft mode), or, when no reduction applies, by libjpeg-turbo through TurboJPEG (simplejpeg) straight into
-one array (no PIL image, no copy of the bytes); each crop is resized straight from its source region
-(antialiased bicubic on uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats
+one array (no PIL image, no copy of the bytes); each crop's source region alone is copied out channels-last and
+resized (antialiased bicubic on uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats
 of boxes and 2 flags. Full-scale decode of the synthetic 640x480 JPEGs (124 KB) on one thread of the development
 machine, min / median of 15 interleaved passes over 128 images, two runs: simplejpeg 1.77-1.80 / 1.99-2.59 ms,
 torchvision 1.89-1.96 / 2.05-2.71 ms, PIL 2.45-2.99 / 3.20-3.44 ms. Resizing one crop (about 400x400 -> 224),
