@@ -117,6 +117,9 @@ class EvaluationSection(Section):
     davis: DavisSection = Field(default_factory=DavisSection)
     resources: EvalResources = Field(default_factory=EvalResources)
     pictures: int = Field(4, ge=0)  # images (and one video) shown per evaluation
+    # mIoU (linear, unsup) over "all" classes of the label set (the published protocols) or the classes "present"
+    # in the split, with K = that count for K-Means (the synthetic benchmark's VOC layout holds 7 of 21 classes)
+    classes: Literal["all", "present"] = "all"
     output_dir: str | None = None  # DAVIS PNGs, tables; None = <checkpoint.storage_path>/<run>/evaluations
 
     @field_validator("tasks")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from croc.errors import InputError
+from croc.eval.miou import CLASS_RULES
 
 Example = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image uint8 [3,S,S], pred int64 [S,S], label int64 [S,S]
 
@@ -51,6 +52,7 @@ class LinearProbeConfig:
     cache_val_features_gb: float = 2.0  # cache val features (fp16, CPU) when they fit in this many GB (0: never)
     n_examples: int = 4  # first val images returned with their best-epoch predictions
     num_workers: int = 0  # DataLoader workers for reading and resizing
+    classes: str = "all"  # mIoU over "all" classes (the protocol) or the "present" ones (croc.eval.miou)
 
     def __post_init__(self) -> None:
         for name in ("image_size", "last_n", "epochs", "batch_size", "crop_size", "eval_every"):
@@ -65,6 +67,8 @@ class LinearProbeConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 _fail(name, value, "None or an integer >= 1")
+        if self.classes not in CLASS_RULES:
+            _fail("classes", self.classes, " or ".join(CLASS_RULES))
         if not _is_int(self.seed):
             _fail("seed", self.seed, "an integer")
         if not _is_positive_number(self.lr):

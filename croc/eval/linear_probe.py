@@ -185,12 +185,13 @@ class _Tracker:
     """History of one learning rate's evaluations; keeps the best (first maximum) and the last."""
 
     lr: float
+    classes: str = "all"  # mIoU over all classes or the present ones
     history: list[dict] = field(default_factory=list)
     best: tuple[float, int, np.ndarray, list[torch.Tensor]] | None = None  # miou, point, iou [K], predictions
     last: tuple[float, np.ndarray] | None = None  # miou, iou [K]
 
     def record(self, entry: dict, point: int, matrix: ConfusionMatrix, predictions: list[torch.Tensor]) -> None:
-        miou, iou = matrix.miou(), matrix.iou()
+        miou, iou = matrix.miou(self.classes), matrix.iou()
         self.history.append({**entry, "val_miou": miou})
         self.last = (miou, iou)
         if self.best is None or miou > self.best[0]:
@@ -247,7 +248,7 @@ def _run_epochs(trainer: _Trainer, train: ResizedPairs) -> _Tracker:
     loader = make_loader(train, c.batch_size, c.num_workers, trainer.device, sampler)
     augment = torch.Generator().manual_seed(c.seed + 2)
     head, optimizer = trainer.new_head(c.lr)
-    tracker = _Tracker(lr=c.lr)
+    tracker = _Tracker(lr=c.lr, classes=c.classes)
     for epoch in range(1, c.epochs + 1):
         loss_sum = torch.zeros((), device=trainer.device)
         for step, (images, labels) in enumerate(loader, start=1):
@@ -267,7 +268,7 @@ def _run_iterations(trainer: _Trainer, train: RandomCrops, lr: float) -> _Tracke
     loader = make_loader(train, c.batch_size, c.num_workers, trainer.device, sampler)
     augment = torch.Generator().manual_seed(c.seed + 2)
     head, optimizer = trainer.new_head(lr)
-    tracker = _Tracker(lr=lr)
+    tracker = _Tracker(lr=lr, classes=c.classes)
     loss_sum, since_eval = torch.zeros((), device=trainer.device), 0
     for step, (images, labels) in enumerate(loader, start=1):
         loss_sum += trainer.batch_step(head, optimizer, images, labels, augment)

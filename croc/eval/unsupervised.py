@@ -17,6 +17,8 @@ Protocol, every constant a field of ``UnsupervisedConfig``:
    vector of the split is assigned to its nearest centroid.
 5. Per seed: cluster/class IoU over the valid pixels of the whole split, Hungarian assignment maximising the
    total IoU (``croc.eval.matching.ClusterClassCounts``), split-level mIoU over all classes (absent class = 0).
+   With ``classes="present"`` (not the published protocol: for splits that hold only part of their label set,
+   such as the synthetic benchmark's), K and the matched classes are the classes with pixels in the split.
 6. Report: mean and standard deviation (numpy ``std``, ddof=0, i.e. population std over the seeds) of the
    per-seed mIoU, the per-seed mIoU, and the per-class IoU averaged over seeds.
 
@@ -50,6 +52,7 @@ from croc.eval.feature_stats import (
 )
 from croc.eval.features import normalize_images
 from croc.eval.matching import ClusterClassCounts
+from croc.eval.miou import check_class_rule
 
 __all__ = [
     "StandardisedPCA",
@@ -93,6 +96,7 @@ class UnsupervisedConfig:
     max_images: int | None = None  # None: every image of the split
     n_examples: int = 4  # example predictions kept (seed 0)
     sample_seed: int = 0  # seed of the PCA subsample
+    classes: str = "all"  # "all": K = every class, absent ones count 0; "present": K = classes present in the split
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, list):
@@ -114,6 +118,7 @@ class UnsupervisedConfig:
             raise InputError(f"unsupervised.seeds={self.seeds!r}: must be a non-empty tuple of integers in [0, 2^31)")
         if len(set(self.seeds)) != len(self.seeds):
             raise InputError(f"unsupervised.seeds={self.seeds!r}: seeds must be distinct")
+        check_class_rule(self.classes, "unsupervised.classes")
         if not isinstance(self.cluster_tokens, bool):
             raise InputError(f"unsupervised.cluster_tokens={self.cluster_tokens!r}: must be True or False")
 
@@ -334,6 +339,20 @@ def cluster_and_match(projected: torch.Tensor, labels: torch.Tensor, num_classes
 # --------------------------------------------------------------------------------------------------- pipeline
 
 
+def present_classes_only(labels: torch.Tensor, class_names: Sequence[str]) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """labels [N, M, M] -> the same pixels renumbered 0..P-1 over the P classes present (255 kept), their names."""
+    values = torch.unique(labels)
+    present = values[values != IGNORE_INDEX].long()
+    if present.numel() == 0:
+        raise InputError("the split has no labelled pixel: no class is present")
+    if int(present.max()) >= len(class_names):
+        raise InputError(f"label {int(present.max())} outside the {len(class_names)} classes")
+    lookup = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    lookup[present] = torch.arange(present.numel())
+    renumbered = lookup[labels.long()].to(labels.dtype)
+    return renumbered, tuple(class_names[int(c)] for c in present)
+
+
 def evaluate_tokens(tokens: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                     config: UnsupervisedConfig, progress: Progress | None = None,
                     example_images: Sequence[torch.Tensor] = ()) -> UnsupervisedResult:
@@ -342,6 +361,8 @@ def evaluate_tokens(tokens: torch.Tensor, labels: torch.Tensor, class_names: Seq
     ``example_images`` (uint8 [3, S, S]) are paired with the first predictions; examples are only reported
     for the images given.
     """
+    if config.classes == "present":
+        labels, class_names = present_classes_only(labels, class_names)
     num_classes = len(class_names)
     if not 1 <= num_classes < IGNORE_INDEX:
         raise InputError(f"{num_classes} classes: the unsupervised evaluation supports 1..{IGNORE_INDEX - 1}")

@@ -36,6 +36,14 @@ def test_paper_defaults_are_the_published_protocols():
     assert (protocol.ade20k.iterations, protocol.ade20k.crop_size) == (40_000, 512)
 
 
+def test_class_rule_reaches_both_segmentation_protocols():
+    assert protocol_of(load_config(PAPER).evaluation).unsup.classes == "all"  # the published rule
+    protocol = protocol_of(load_config(PAPER, ["evaluation.classes=present"]).evaluation)
+    assert protocol.linear.classes == protocol.ade20k.classes == protocol.unsup.classes == "present"
+    with pytest.raises(InputError, match=r"evaluation\.classes"):
+        load_config(PAPER, ["evaluation.classes=some"])
+
+
 def test_naming_one_dataset_keeps_the_protocol_epochs_of_the_others():
     ev = load_config(PAPER, ["evaluation.linear.epochs={voc: 3}"]).evaluation
     assert ev.linear.epochs == {"voc": 3, "coco_things": 10, "coco_stuff": 10}

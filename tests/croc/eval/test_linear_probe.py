@@ -130,6 +130,22 @@ def test_ignore_pixels_never_count():
     assert r.miou_best == pytest.approx(matrix.miou())
 
 
+def test_present_rule_averages_over_the_classes_in_the_val_split():
+    # The val labels keep classes 0 and 1 only (the other blocks are ignored): the rule averages over those two.
+    val = Blocks(4, seed=2)
+    for _, label in val.items:
+        label[label >= 2] = 255
+    config = dataclasses.replace(FAST, epochs=1, lr=0.02, n_examples=4, classes="present")
+    r = run_linear_probe(ColourPatches(), Blocks(8, seed=3), val, config)
+    matrix = ConfusionMatrix(4)
+    for _, pred, label in r.examples:
+        matrix.update(pred, label)
+    np.testing.assert_array_equal(matrix.present(), [True, True, False, False])
+    np.testing.assert_allclose(r.iou_best, matrix.iou())
+    assert r.miou_best == pytest.approx(r.iou_best[:2].mean())
+    assert r.history[0]["val_miou"] == pytest.approx(r.iou_best[:2].mean())
+
+
 def test_confusion_counts_equal_confusion_matrix():
     g = torch.Generator().manual_seed(0)
     target = torch.randint(5, (3, 20, 20), generator=g)
@@ -189,7 +205,7 @@ def test_iteration_mode_picks_the_better_lr():
     ("image_size", 0), ("epochs", 0), ("batch_size", 2.5), ("lr", 0.0), ("lr", float("nan")),
     ("scale", (1.25, 0.75)), ("scale", (0.0, 1.0)), ("rotation_deg", -1.0), ("flip", 1),
     ("max_train_images", 0), ("iterations", -5), ("lrs", ()), ("lrs", (1e-3, -1.0)), ("eval_every", 0),
-    ("cache_val_features_gb", -1.0), ("n_examples", -1), ("last_n", 0),
+    ("cache_val_features_gb", -1.0), ("n_examples", -1), ("last_n", 0), ("classes", "some"),
 ])
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(InputError, match=rf"LinearProbeConfig\.{field}=.*allowed"):

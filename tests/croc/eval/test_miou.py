@@ -23,6 +23,22 @@ def test_hand_example():
     assert cm.miou() == pytest.approx(1 / 2)
 
 
+def test_present_rule_averages_over_classes_with_ground_truth():
+    # Five classes; the truth holds 0, 1, 2 only. Class 4 is predicted once (a false positive of an absent class).
+    target = np.array([[0, 0, 1], [1, 2, 2]])
+    pred = np.array([[0, 4, 1], [1, 2, 0]])
+    cm = ConfusionMatrix(5)
+    cm.update(pred, target)
+    np.testing.assert_array_equal(cm.present(), [True, True, True, False, False])
+    # class 0: TP 1, FN 1, FP 1 -> 1/3; class 1: TP 2 -> 1; class 2: TP 1, FN 1 -> 1/2; classes 3, 4: 0.
+    np.testing.assert_allclose(cm.iou(), [1 / 3, 1.0, 1 / 2, 0.0, 0.0])
+    assert cm.miou("present") == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+    assert cm.miou() == cm.miou("all") == pytest.approx((1 / 3 + 1 + 1 / 2) / 5)
+    assert ConfusionMatrix(3).miou("present") == 0.0  # nothing counted yet
+    with pytest.raises(InputError, match="classes='some'"):
+        cm.miou("some")
+
+
 def test_torch_input_equals_numpy():
     cm = ConfusionMatrix(3)
     cm.update(torch.from_numpy(PRED), torch.from_numpy(TARGET).to(torch.uint8))

@@ -24,6 +24,7 @@ from croc.eval.unsupervised import (
     cluster_and_match,
     evaluate_tokens,
     extract_token_features,
+    present_classes_only,
     run_unsupervised,
     train_kmeans,
 )
@@ -176,6 +177,32 @@ def test_absent_class_counts_zero_and_ignore_pixels_never_count():
     assert result.miou_per_seed == [0.75] * 3 and result.miou_std == 0.0
 
 
+def test_present_classes_rule_clusters_into_the_present_count():
+    # Three feature groups labelled 0, 2 and 4 of a five-class label set (1 and 3 never occur); one row ignored.
+    tokens, groups = _separable(n=6, size=8, n_groups=3, seed=2)
+    labels = torch.tensor([0, 2, 4], dtype=torch.uint8)[groups]
+    labels[:, 0] = 255
+    names = ("a", "b", "c", "d", "e")
+    present = evaluate_tokens(tokens, labels, names, UnsupervisedConfig(mask_size=8, pca_dim=4, classes="present",
+                                                                        **FAST))
+    assert present.class_names == ("a", "c", "e")  # K = 3 clusters, matched to the three present classes
+    np.testing.assert_array_equal(present.iou_mean, [1.0, 1.0, 1.0])
+    assert present.miou_per_seed == [1.0] * 3
+    everything = evaluate_tokens(tokens, labels, names, UnsupervisedConfig(mask_size=8, pca_dim=4, **FAST))
+    assert everything.class_names == names  # the protocol's rule: K = 5, absent classes count 0
+    np.testing.assert_array_equal(everything.iou_mean[[1, 3]], [0.0, 0.0])
+    assert everything.miou_mean <= 3 / 5
+
+
+def test_present_classes_only_renumbers_and_keeps_ignore():
+    labels = torch.tensor([[7, 3, 255], [3, 7, 7]], dtype=torch.uint8)
+    renumbered, names = present_classes_only(labels, tuple("abcdefgh"))
+    assert names == ("d", "h")
+    assert torch.equal(renumbered, torch.tensor([[1, 0, 255], [0, 1, 1]], dtype=torch.uint8))
+    with pytest.raises(InputError, match="no labelled pixel"):
+        present_classes_only(torch.full((2, 2), 255, dtype=torch.uint8), ("a",))
+
+
 def test_bounded_memory_store_holds_tokens_only(monkeypatch):
     dataset = _image_dataset(n=5, classes=3)
     features = _vit_features()
@@ -271,6 +298,7 @@ def test_end_to_end_synthetic_voc_deterministic(tmp_path):
     ("image_size", 0), ("mask_size", -1), ("pca_dim", 1.5), ("seeds", ()), ("seeds", (0, 0)), ("seeds", (-1,)),
     ("iterations", 0), ("restarts", True), ("max_points_per_centroid", 0), ("max_pca_vectors", 0),
     ("cluster_tokens", 1), ("batch_size", 0), ("max_images", 0), ("n_examples", -1), ("last_n", 0),
+    ("classes", "some"),
 ])
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(InputError, match=f"unsupervised.{field}"):
