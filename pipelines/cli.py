@@ -80,7 +80,8 @@ def pretrain(
 def evaluate(
     ctx: typer.Context,
     checkpoint: str = typer.Option(..., "--checkpoint", help="a file (.safetensors/.pth/state.pt), a run or "
-                                   "checkpoint folder, an MLflow run (runs:/<id> or <id>), or random:<arch>"),
+                                   "checkpoint folder, an MLflow run (runs:/<id> or <id>), random:<arch>, or "
+                                   "stats:colour / stats:texture (per-patch statistics)"),
     tasks: str | None = typer.Option(None, "--tasks", help="comma-separated, e.g. linear:voc,unsup:coco_stuff,davis "
                                      "(default: the config's evaluation.tasks)"),
     config: str = typer.Option(str(EXPERIMENTS / "eval" / "paper.yaml"), "--config", "-c",

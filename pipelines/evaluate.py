@@ -119,7 +119,7 @@ def resolve_checkpoint(spec: str, tracking_uri: str) -> tuple[str, str | None]:
     """A checkpoint argument -> (what croc.eval.backbones.load_backbone reads, the MLflow run it came from).
 
     'runs:/<id>' or a bare 32-hex run id: that run's backbone.safetensors artifact (downloaded); anything else
-    (a file, a run / checkpoint folder, random:<arch>) is passed through.
+    (a file, a run / checkpoint folder, random:<arch>, stats:<kind>) is passed through.
     """
     match = RUN_ID.match(spec)
     if not match or Path(spec).exists():
@@ -263,8 +263,12 @@ def submit(requests: Sequence[EvalRequest], checkpoint: Any, evaluation: Evaluat
 
 
 def baseline_label(spec: str) -> str:
-    """'random:vit_tiny' -> 'random init'; a file -> its name."""
-    return "random init" if spec.startswith("random:") else Path(spec).name
+    """'random:vit_tiny' -> 'random init'; 'stats:colour' -> 'colour statistics'; a file -> its name."""
+    if spec.startswith("random:"):
+        return "random init"
+    if spec.startswith("stats:"):
+        return f"{spec.split(':')[1]} statistics"
+    return Path(spec).name
 
 
 def check_roots(cfg: PretrainConfig, tasks: Sequence[str]) -> None:

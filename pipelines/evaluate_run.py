@@ -58,7 +58,7 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
         parent = MlflowClient(cfg.tracking.tracking_uri).get_run(parent_run_id)
         method = parent.data.tags.get("croc.method", "external")
         label = label or parent.info.run_name or parent_run_id
-    label = label or (checkpoint if checkpoint.startswith("random:") else Path(checkpoint).name)
+    label = label or (checkpoint if checkpoint.startswith(("random:", "stats:")) else Path(checkpoint).name)
     connect_ray()
     check_resources(cfg.evaluation)
     out_dir = evaluation_dir(cfg, f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")

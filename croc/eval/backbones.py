@@ -2,6 +2,8 @@
 
 Accepted sources (`load_backbone(spec)`):
 - ``random:<arch>[:<patch>][:<seed>]``  a seeded random initialisation (the baseline every table needs);
+- ``stats:colour[:<patch>]``, ``stats:texture[:<patch>]``  hand-made per-patch colour / texture statistics
+  (``croc.eval.patch_statistics``): the floor a learned backbone must clear;
 - ``<file>.safetensors``                 our export (metadata names the timm model) or timm's weights;
 - a run folder / ``checkpoint_*`` folder holding ``state.pt``, or ``state.pt`` itself: our training state
   (the teacher by default, ``which="student"`` for the student);
@@ -26,6 +28,8 @@ from torch import nn
 
 from croc.backbone import ARCHS, create_backbone
 from croc.errors import InputError
+from croc.eval.patch_statistics import KINDS as STATISTICS
+from croc.eval.patch_statistics import PatchStatistics
 
 EMBED_DIM_TO_ARCH = {192: "vit_tiny", 384: "vit_small", 768: "vit_base"}
 PREFIXES = {"teacher": ("backbone.", "module.backbone.", "teacher.backbone."),
@@ -35,7 +39,7 @@ DROPPED_PREFIXES = ("head.", "fc_norm.", "head_drop.")
 
 @dataclass
 class FrozenBackbone:
-    model: nn.Module  # timm VisionTransformer, eval mode, no gradients
+    model: nn.Module  # timm VisionTransformer (or PatchStatistics for stats:...), eval mode, no gradients
     arch: str
     patch_size: int
     source: str  # what was loaded, for the record (path and which network)
@@ -120,6 +124,18 @@ def _random(spec: str) -> FrozenBackbone:
                           f"seed {seed})")
 
 
+def _statistics(spec: str) -> FrozenBackbone:
+    parts = spec.split(":")[1:]
+    if not 1 <= len(parts) <= 2 or parts[0] not in STATISTICS:
+        raise InputError(f"checkpoint {spec!r}: expected stats:<kind>[:<patch>] with kind in {list(STATISTICS)}")
+    try:
+        patch = int(parts[1]) if len(parts) > 1 else 16
+    except ValueError as error:
+        raise InputError(f"checkpoint {spec!r}: the patch size must be an integer") from error
+    return FrozenBackbone(PatchStatistics(parts[0], patch), f"stats:{parts[0]}", patch,
+                          f"per-patch {parts[0]} statistics ({patch} px patches)")
+
+
 def load_backbone(spec: str | os.PathLike, which: str = "teacher") -> FrozenBackbone:
     """See the module docstring for the accepted `spec`s; `which` picks teacher (default) or student."""
     if which not in PREFIXES:
@@ -127,6 +143,8 @@ def load_backbone(spec: str | os.PathLike, which: str = "teacher") -> FrozenBack
     text = str(spec)
     if text.startswith("random:"):
         return _random(text)
+    if text.startswith("stats:"):
+        return _statistics(text)
     path = Path(text).expanduser()
     if path.is_dir():
         candidates = [path / "state.pt", *sorted(path.glob("checkpoint_*/state.pt"))[-1:]]

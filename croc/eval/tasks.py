@@ -22,6 +22,7 @@ from croc.eval.backbones import FrozenBackbone
 from croc.eval.davis_propagation import run_davis
 from croc.eval.features import DenseFeatures
 from croc.eval.linear_probe import LinearProbeConfig, run_linear_probe
+from croc.eval.patch_statistics import PatchStatistics
 from croc.eval.pictures import segmentation_rows, video_strip
 from croc.eval.propagation import PropagationConfig
 from croc.eval.unsupervised import UnsupervisedConfig, run_unsupervised
@@ -169,7 +170,9 @@ def run_task(task: str, backbone: FrozenBackbone, protocol: EvalProtocol, roots:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = backbone.model.to(device)
 
-    def features_of(last_n: int) -> DenseFeatures:
+    def features_of(last_n: int) -> DenseFeatures | PatchStatistics:
+        if isinstance(model, PatchStatistics):  # already dense features; last_n does not apply
+            return model
         return DenseFeatures(model, last_n).to(device)
 
     if kind == "linear":
