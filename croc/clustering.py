@@ -162,10 +162,16 @@ def transport_cost(
 
 
 def split_views(plan: torch.Tensor) -> torch.Tensor:
-    """plan [Q, n, k] -> [Q, 2, N, k] with each view's columns normalised to sum 1."""
+    """plan [Q, n, k] -> [Q, 2, N, k] with each view's columns normalised to sum 1.
+
+    Divides by the plain per-view sum like the authors' code, however tiny (a cluster can hold ~1e-20 of its mass
+    in one view under a sharp Sinkhorn weight, and still sums to 1 there); only a column with no mass at all in a
+    view stays zero (the authors' code gives NaN there).
+    """
     q, n, k = plan.shape
     per_view = plan.view(q, 2, n // 2, k)
-    return per_view / per_view.sum(dim=2, keepdim=True).clamp_min(TINY)
+    sums = per_view.sum(dim=2, keepdim=True)  # [Q, 2, 1, k]
+    return per_view / torch.where(sums > 0, sums, torch.ones_like(sums))
 
 
 def cluster_joint_tokens(

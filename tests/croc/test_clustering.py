@@ -16,6 +16,7 @@ from croc.clustering import (
     prune_to_argmax,
     sample_initial_centroids,
     sinkhorn,
+    split_views,
 )
 from croc.errors import InputError
 
@@ -170,6 +171,24 @@ def test_chosen_k_is_lowest_cost_in_window_ties_to_larger_k() -> None:
         expected = ks[window][costs[q, window] == best].max()
         assert out.clusters.chosen_k[q] == expected
         assert out.clusters.valid[q, expected:].sum() == 0
+
+
+def test_split_views_normalises_tiny_view_mass_and_keeps_empty_columns_zero() -> None:
+    # N = 2 tokens per view, 4 columns. Column 0 holds ~1e-20 in view 2 (a sharp Sinkhorn weight does this): the
+    # plain division of the authors' code still sums it to 1 there. Column 2 is empty in view 2, column 3 in both.
+    plan = torch.tensor([[0.30, 0.20, 0.04, 0.0],
+                         [0.10, 0.20, 0.01, 0.0],
+                         [1e-20, 0.10, 0.0, 0.0],
+                         [3e-20, 0.10, 0.0, 0.0]])[None]  # [Q=1, n=4, k=4], view 1 rows then view 2 rows
+    # by hand: each view's column divided by its own sum (0.4 / 4e-20 / 0.05 ...), empty ones left at zero
+    expected = torch.tensor([[[0.75, 0.5, 0.8, 0.0],
+                              [0.25, 0.5, 0.2, 0.0]],
+                             [[0.25, 0.5, 0.0, 0.0],
+                              [0.75, 0.5, 0.0, 0.0]]])[None]  # [Q, 2, N, k]
+    out = split_views(plan)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[0, 1, :, 0].sum(), torch.tensor(1.0))
 
 
 def test_prune_keeps_argmax_only() -> None:
