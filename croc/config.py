@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from croc.clustering import ClusteringConfig
 from croc.errors import InputError
+from croc.gradient_clipping import CLIP_GRAD_MODES
 
 METHODS = ("croc", "dino")
 TOKENS = ("queries", "keys", "values", "last")
@@ -57,6 +58,7 @@ class OptimConfig:
     weight_decay_end: float = 0.4
     momentum_teacher: float = 0.996
     clip_grad: float = 0.0  # 0 = off
+    clip_grad_mode: str = "per_parameter"  # DINO's rule, each gradient on its own | "global_norm" (all together)
     freeze_last_layer_epochs: int = 1
     precision: str = "bf16"  # bf16 | fp16 (with loss scaling) | fp32; autocast applies on GPU only
     fused: bool = True  # fused AdamW where the device supports it
@@ -68,6 +70,8 @@ class OptimConfig:
             raise InputError(f"optim.epochs={self.epochs}, optim.batch_size={self.batch_size}: must be >= 1")
         if self.warmup_epochs > self.epochs:
             raise InputError(f"optim.warmup_epochs={self.warmup_epochs} exceeds optim.epochs={self.epochs}")
+        if self.clip_grad_mode not in CLIP_GRAD_MODES:
+            raise InputError(f"optim.clip_grad_mode={self.clip_grad_mode!r}: allowed {list(CLIP_GRAD_MODES)}")
 
 
 @dataclass(frozen=True)

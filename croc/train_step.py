@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from croc.config import TrainConfig
+from croc.gradient_clipping import clip_gradients_
 from croc.model import CrOC, Network, NetworkOutput
 from croc.optim import build_optimizer, last_layer_parameters
 from croc.schedules import cosine_schedule, teacher_temperature_schedule
@@ -129,9 +130,10 @@ class TrainStep:
         if epoch < self.config.optim.freeze_last_layer_epochs:
             for param in self.last_layers:
                 param.grad = None
-        if self.config.optim.clip_grad > 0:
+        optim = self.config.optim
+        if optim.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.student.parameters(), self.config.optim.clip_grad)
+            clip_gradients_(self.student_params, optim.clip_grad, optim.clip_grad_mode)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -118,6 +118,7 @@ class OptimSection(Section):
     weight_decay_end: float = Field(0.4, ge=0)
     momentum_teacher: float = Field(0.996, ge=0, le=1)
     clip_grad: float = Field(0.0, ge=0)  # 0 = off
+    clip_grad_mode: Literal["per_parameter", "global_norm"] = "per_parameter"  # DINO's rule | one global norm
     freeze_last_layer_epochs: int = Field(1, ge=0)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     fused: bool = True

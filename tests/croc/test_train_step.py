@@ -152,3 +152,24 @@ def test_a_batch_without_valid_centroid_pairs_still_trains_every_parameter(monke
     metrics["loss"].backward()
     missing = [n for n, p in model.student.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("mode", ["per_parameter", "global_norm"])
+def test_the_step_clips_gradients_before_the_update(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = 1e-3  # far below the gradients of a fresh model: every gradient is clipped
+    _model, step = build(tiny_config("dino", freeze_last_layer_epochs=0, clip_grad=clip, clip_grad_mode=mode))
+    seen: list[torch.Tensor] = []
+    update = step.scaler.step
+
+    def record_then_update(optimizer: torch.optim.Optimizer) -> None:
+        seen.extend(p.grad.norm() for p in step.student_params if p.grad is not None)
+        update(optimizer)
+
+    monkeypatch.setattr(step.scaler, "step", record_then_update)
+    step(*fixed_batch(), 0)
+    norms = torch.stack(seen)
+    if mode == "per_parameter":  # each gradient on its own: all the non-zero ones end at the threshold
+        nonzero = norms[norms > 0]
+        torch.testing.assert_close(nonzero, torch.full_like(nonzero, clip), rtol=1e-4, atol=0)
+    else:  # all together: the joint norm ends at the threshold
+        torch.testing.assert_close(norms.norm(), torch.tensor(clip), rtol=1e-4, atol=0)

@@ -76,7 +76,7 @@ def test_paper_settings(stem, shards, batch, gpus, method, lambda_pos, k, tokens
     assert (cfg.data.image_size, cfg.data.global_scale) == (224, (0.25, 1.0))
     assert (o.epochs, o.lr, o.warmup_epochs, o.min_lr) == (300, 5e-4, 10, 1e-5)
     assert (o.weight_decay, o.weight_decay_end, o.momentum_teacher, o.clip_grad) == (0.04, 0.4, 0.996, 0.0)
-    assert o.freeze_last_layer_epochs == 1
+    assert o.freeze_last_layer_epochs == 1 and o.clip_grad_mode == "per_parameter"
     mt = cfg.method
     assert (mt.warmup_teacher_temp, mt.teacher_temp, mt.warmup_teacher_temp_epochs) == (0.04, 0.07, 30)
 
@@ -170,6 +170,7 @@ def test_unknown_keys_in_a_file_name_the_file(tmp_path):
     ("model.arch=vit_huge", "model.arch", "vit_huge", "'vit_small'"),
     ("model.patch_size=14", "model.patch_size", "14", "16"),
     ("optim.precision=fp8", "optim.precision", "fp8", "'bf16'"),
+    ("optim.clip_grad_mode=layerwise", "optim.clip_grad_mode", "layerwise", "'per_parameter'"),
     ("clustering.cost_normalization=global", "clustering.cost_normalization", "global", "'batch'"),
     ("model.drop_path_rate=1.0", "model.drop_path_rate", "1.0", "less than 1"),
     ("clustering.n_init=1", "clustering.n_init", "1", "greater than or equal to 2"),
