@@ -6,7 +6,9 @@ features that know nothing but what a patch looks like on its own. These extract
 evaluation runs on them unchanged; they are chosen with the checkpoint spec ``stats:colour[:<patch>]`` or
 ``stats:texture[:<patch>]``.
 
-- ``colour`` (6 channels): the mean and standard deviation of each RGB channel over the patch's pixels.
+- ``colour`` (6 channels): the mean and standard deviation of each RGB channel over the patch's pixels, in the
+  units of the normalised input (ImageNet mean / std), so that every channel has about the scale of a ViT token's
+  and a linear probe trains on them at the same learning rate.
 - ``texture`` (6 + 16 channels): the colour statistics, plus the mean energy (squared response) of a bank of
   oriented filters on the luminance: Gabor pairs at 4 orientations (0, 45, 90, 135 deg) and 2 wavelengths (4
   and 8 pixels), each the sum of the even and odd responses' squares (phase invariant), then log(1 + energy).
@@ -81,12 +83,12 @@ class PatchStatistics(nn.Module):
         p = self.patch_size
         if h % p or w % p:
             raise InputError(f"image size {h}x{w} is not a multiple of the patch size {p}")
-        rgb = images.float() * self.std + self.mean  # back to [0, 1]
-        mean = F.avg_pool2d(rgb, p)  # [B, 3, h, w]
-        std = (F.avg_pool2d(rgb * rgb, p) - mean * mean).clamp_min(0).sqrt()
+        x = images.float()  # normalised
+        mean = F.avg_pool2d(x, p)  # [B, 3, h, w]
+        std = (F.avg_pool2d(x * x, p) - mean * mean).clamp_min(0).sqrt()
         out = [mean, std]
         if self.kind == "texture":
-            grey = (rgb * self.luminance).sum(1, keepdim=True)  # [B, 1, H, W]
+            grey = ((x * self.std + self.mean) * self.luminance).sum(1, keepdim=True)  # [B, 1, H, W] in [0, 1]
             pad = self.bank.shape[-1] // 2
             responses = F.conv2d(F.pad(grey, (pad,) * 4, mode="reflect"), self.bank)  # [B, 2F, H, W]
             energy = responses[:, 0::2] ** 2 + responses[:, 1::2] ** 2  # [B, F, H, W]: even^2 + odd^2

@@ -179,6 +179,9 @@ def run_task(task: str, backbone: FrozenBackbone, protocol: EvalProtocol, roots:
         protocol = replace(protocol, linear=replace(protocol.linear, n_examples=pictures))
         return run_linear(task, dataset, features_of, protocol, roots, device, progress)
     if kind == "unsup":
-        protocol = replace(protocol, unsup=replace(protocol.unsup, n_examples=pictures))
+        unsup = replace(protocol.unsup, n_examples=pictures)
+        if isinstance(model, PatchStatistics):  # a handful of channels: PCA keeps them all when fewer than pca_dim
+            unsup = replace(unsup, pca_dim=min(unsup.pca_dim, model.channels))
+        protocol = replace(protocol, unsup=unsup)
         return run_unsup(task, dataset, features_of, protocol, roots, device, progress)
     return run_davis_task(task, features_of, protocol, roots, out_dir, device, progress, pictures)

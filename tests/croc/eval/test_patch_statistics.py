@@ -9,7 +9,7 @@ import torch
 
 from croc.errors import InputError
 from croc.eval.backbones import load_backbone
-from croc.eval.features import normalize_images
+from croc.eval.features import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from croc.eval.patch_statistics import ORIENTATIONS, WAVELENGTHS, PatchStatistics, gabor_bank
 from croc.eval.tasks import EvalProtocol, run_task
 
@@ -22,10 +22,12 @@ def test_colour_statistics_are_the_patch_mean_and_std():
     image[0, :, 4:, 4:] = 1.0
     out = PatchStatistics("colour", patch_size=4)(normalize_images(image))
     assert out.shape == (1, 6, 2, 2)
-    torch.testing.assert_close(out[0, :3, 0, 0], torch.tensor([0.5, 0.4, 0.6]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[0, 3:, 0, 0], torch.tensor([0.3, 0.0, 0.0]), atol=1e-3, rtol=0)
-    torch.testing.assert_close(out[0, :3, 1, 1], torch.ones(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[0, :, 0, 1], torch.zeros(6), atol=1e-3, rtol=0)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)  # statistics in normalised units
+    torch.testing.assert_close(out[0, :3, 0, 0], (torch.tensor([0.5, 0.4, 0.6]) - mean) / std, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0, 3:, 0, 0], torch.tensor([0.3, 0.0, 0.0]) / std, atol=2e-3, rtol=0)
+    torch.testing.assert_close(out[0, :3, 1, 1], (1 - mean) / std, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0, :3, 0, 1], -mean / std, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0, 3:, 0, 1], torch.zeros(3), atol=2e-3, rtol=0)
 
 
 def test_flat_colour_has_no_texture_energy():
@@ -74,7 +76,7 @@ def test_statistics_run_through_the_segmentation_tasks(tmp_path):
     protocol = EvalProtocol(linear=LinearProbeConfig(image_size=64, epochs=2, batch_size=4, classes="present"),
                             linear_epochs={"voc": 2},
                             unsup=UnsupervisedConfig(image_size=64, mask_size=16, seeds=(0,), iterations=5,
-                                                     restarts=1, pca_dim=4, classes="present"))
+                                                     restarts=1, classes="present"))  # pca_dim 50 > 22 channels
     backbone = load_backbone("stats:texture:16")
     for task in ("linear:voc", "unsup:voc"):
         outcome = run_task(task, backbone, protocol, {"voc": str(root / "voc")}, tmp_path / task, pictures=1)
