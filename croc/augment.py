@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -225,16 +226,64 @@ def _uniform(shape, lo: float, hi: float, generator: torch.Generator | None, dev
     return (lo + (hi - lo) * torch.rand(shape, generator=generator, device=gen_device)).to(device)
 
 
+@dataclass(frozen=True)
+class Photometric:
+    """Strengths and probabilities of the photometric stage; the defaults are DINO's (and the authors').
+
+    Views 1 and 2 differ in blur and solarisation probabilities (index 0 / 1 of the pairs). The blur sigma range
+    is in pixels of the view: DINO's (0.1, 2.0) is meant for 224 px views, so smaller views (the synthetic
+    benchmark's 96 px) scale it with the view size, or blur would erase textures a 224 px view keeps.
+    """
+
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1  # at most 0.5 (a full turn of the hue circle is +-0.5)
+    grayscale_p: float = 0.2
+    blur_sigma: tuple[float, float] = BLUR_SIGMA
+    blur_p: tuple[float, float] = (1.0, 0.1)
+    solarize_p: tuple[float, float] = (0.0, 0.2)
+
+    def __post_init__(self) -> None:
+        for name in ("blur_sigma", "blur_p", "solarize_p"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        checks = {
+            "jitter_p, grayscale_p, blur_p and solarize_p in [0, 1]": all(
+                0 <= p <= 1 for p in (self.jitter_p, self.grayscale_p, *self.blur_p, *self.solarize_p)),
+            "brightness, contrast, saturation in [0, 1)": all(
+                0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)),
+            "0 <= hue <= 0.5": 0 <= self.hue <= 0.5,
+            f"0 < blur_sigma[0] <= blur_sigma[1] <= {BLUR_SIGMA[1]} (the kernel's reach)": len(self.blur_sigma) == 2
+            and 0 < self.blur_sigma[0] <= self.blur_sigma[1] <= BLUR_SIGMA[1],
+            "two values each for blur_p and solarize_p": len(self.blur_p) == len(self.solarize_p) == 2,
+        }
+        bad = [rule for rule, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"photometric augmentation: needs {'; '.join(bad)} (got {self})")
+
+    def scaled_blur(self, view_size: int, reference: int = 224) -> Photometric:
+        """The same settings with the blur sigma range scaled from `reference` px views to `view_size` px."""
+        lo, hi = self.blur_sigma
+        factor = min(1.0, view_size / reference)
+        return replace(self, blur_sigma=(lo * factor, hi * factor))
+
+
+DINO_PHOTOMETRIC = Photometric()
+
+
 def augment_view(
     view: torch.Tensor,
     blur_p: float,
     solarize_p: float,
     generator: torch.Generator | None = None,
     normalize_output: bool = True,
+    settings: Photometric = DINO_PHOTOMETRIC,
 ) -> torch.Tensor:
-    """uint8 [B, 3, S, S] -> float [B, 3, S, S]: jitter (p 0.8), grayscale (p 0.2), blur, solarize."""
+    """uint8 [B, 3, S, S] -> float [B, 3, S, S]: jitter, grayscale, blur, solarize (strengths from `settings`)."""
     n, dev = view.shape[0], view.device
     x = view.float() / 255
+    s = settings
 
     def draw(lo=0.0, hi=1.0, shape=(n,)):
         return _uniform(shape, lo, hi, generator, dev)
@@ -242,11 +291,13 @@ def augment_view(
     def mask(p):  # [B, 1, 1, 1] bool
         return (draw() < p).view(-1, 1, 1, 1)
 
-    do_jitter, factors = mask(0.8), (draw(0.6, 1.4), draw(0.6, 1.4), draw(0.8, 1.2), draw(-0.1, 0.1))
+    do_jitter = mask(s.jitter_p)
+    factors = (draw(1 - s.brightness, 1 + s.brightness), draw(1 - s.contrast, 1 + s.contrast),
+               draw(1 - s.saturation, 1 + s.saturation), draw(-s.hue, s.hue))
     order = draw(shape=(n, 4)).argsort(dim=1)  # [B, 4] random permutation per image
     x = torch.where(do_jitter, color_jitter(x, *factors, order), x)
-    x = torch.where(mask(0.2), to_grayscale(x), x)
-    do_blur, sigma = mask(blur_p), draw(*BLUR_SIGMA)
+    x = torch.where(mask(s.grayscale_p), to_grayscale(x), x)
+    do_blur, sigma = mask(blur_p), draw(*s.blur_sigma)
     if blur_p > 0:
         x = torch.where(do_blur, gaussian_blur(x, sigma), x)
     do_solarize = mask(solarize_p)
@@ -260,10 +311,13 @@ def photometric_views(
     view2: torch.Tensor,
     generator: torch.Generator | None = None,
     normalize: bool = True,
+    settings: Photometric = DINO_PHOTOMETRIC,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [B, 3, S, S] x2 -> float [B, 3, S, S] x2 (blur p 1.0 / 0.1, solarize p 0 / 0.2)."""
-    out1 = augment_view(view1, blur_p=1.0, solarize_p=0.0, generator=generator, normalize_output=normalize)
-    out2 = augment_view(view2, blur_p=0.1, solarize_p=0.2, generator=generator, normalize_output=normalize)
+    """uint8 [B, 3, S, S] x2 -> float [B, 3, S, S] x2 (DINO: blur p 1.0 / 0.1, solarize p 0 / 0.2)."""
+    out1 = augment_view(view1, blur_p=settings.blur_p[0], solarize_p=settings.solarize_p[0], generator=generator,
+                        normalize_output=normalize, settings=settings)
+    out2 = augment_view(view2, blur_p=settings.blur_p[1], solarize_p=settings.solarize_p[1], generator=generator,
+                        normalize_output=normalize, settings=settings)
     return out1, out2
 
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from croc.augment import make_global_views, patch_centres, photometric_views
+from croc.augment import DINO_PHOTOMETRIC, Photometric, make_global_views, patch_centres, photometric_views
 
 
 class ViewBatch(NamedTuple):
@@ -24,14 +24,14 @@ def views_of_images(images: Sequence[torch.Tensor], size: int, generator: torch.
                      torch.stack([p[2] for p in pairs], 1))
 
 
-def prepare_batch(batch: ViewBatch, patch_size: int, device: torch.device,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_batch(batch: ViewBatch, patch_size: int, device: torch.device, generator: torch.Generator | None = None,
+                  photometric: Photometric = DINO_PHOTOMETRIC) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images [2B, 3, S, S] normalised float (view 1s, then view 2s), patch_xy [2, B, N, 2] on the device.
 
     The photometric augmentation runs here, batched on the device.
     """
     views = batch.views.to(device, non_blocking=True)
-    view1, view2 = photometric_views(views[0], views[1], generator=generator)
+    view1, view2 = photometric_views(views[0], views[1], generator=generator, settings=photometric)
     two, b = batch.flips.shape
     size = views.shape[-1]
     xy = patch_centres(batch.boxes.to(device).flatten(0, 1), batch.flips.to(device).flatten(), size, patch_size)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 if TYPE_CHECKING:  # the method (torch) and the data pipeline (Ray) are imported only when built from the config
+    from croc.augment import Photometric
     from croc.config import TrainConfig
     from pipelines.data_pipeline import DataSettings
 
@@ -37,6 +38,35 @@ class SyntheticSettings(Section):
         return None if value is None else absolute_path(value)
 
 
+class PhotometricSection(Section):
+    """The photometric augmentation (croc.augment.Photometric); the defaults are DINO's."""
+
+    jitter_p: float = Field(0.8, ge=0, le=1)
+    brightness: float = Field(0.4, ge=0, lt=1)
+    contrast: float = Field(0.4, ge=0, lt=1)
+    saturation: float = Field(0.2, ge=0, lt=1)
+    hue: float = Field(0.1, ge=0, le=0.5)
+    grayscale_p: float = Field(0.2, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels of a 224 px view
+    blur_p: tuple[float, float] = (1.0, 0.1)  # view 1, view 2
+    solarize_p: tuple[float, float] = (0.0, 0.2)  # view 1, view 2
+    blur_scales_with_view: bool = False  # true: blur_sigma * image_size / 224 (views smaller than 224 px)
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _sigma_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1] <= 2.0:
+            raise ValueError("must satisfy 0 < low <= high <= 2.0 (the blur kernel's reach)")
+        return value
+
+    @field_validator("blur_p", "solarize_p")
+    @classmethod
+    def _probabilities(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= p <= 1 for p in value):
+            raise ValueError("probabilities must lie in [0, 1]")
+        return value
+
+
 class DataSection(Section):
     source: Literal["synthetic", "shards"] = "synthetic"
     shard_dir: str | None = None  # made by `croc data prepare`; required when source == "shards"
@@ -46,6 +76,7 @@ class DataSection(Section):
     decode_rows: int = Field(32, ge=1)  # images per decode call (16, 32, 64 within noise on 2 CPUs)
     shuffle_buffer: int = Field(256, ge=0)  # 0 = off
     prefetch_batches: int = Field(2, ge=0)
+    photometric: PhotometricSection = Field(default_factory=PhotometricSection)
 
     @field_validator("shard_dir")
     @classmethod
@@ -230,6 +261,14 @@ class PretrainConfig(Section):
             image_size=self.data.image_size,
             compile=o.compile,
         )
+
+    def photometric(self) -> Photometric:
+        """The photometric augmentation's settings, the blur scaled to the view size when asked for."""
+        from croc.augment import Photometric
+
+        section = self.data.photometric
+        settings = Photometric(**section.model_dump(exclude={"blur_scales_with_view"}))
+        return settings.scaled_blur(self.data.image_size) if section.blur_scales_with_view else settings
 
     def data_settings(self, shard_dir: str) -> DataSettings:
         """The Ray Data pipeline's settings for these shards (imported lazily: loading a config needs no Ray)."""

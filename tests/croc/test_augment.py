@@ -312,3 +312,45 @@ def test_import_is_light():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
+
+
+# --------------------------------------------------------------------------- Photometric settings
+def test_photometric_defaults_are_dinos_and_give_the_same_draws():
+    s = A.Photometric()
+    assert (s.jitter_p, s.brightness, s.contrast, s.saturation, s.hue, s.grayscale_p) == (0.8, 0.4, 0.4, 0.2, 0.1, 0.2)
+    assert (s.blur_sigma, s.blur_p, s.solarize_p) == ((0.1, 2.0), (1.0, 0.1), (0.0, 0.2))
+    v = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=_gen(3))
+    default = A.photometric_views(v, v.clone(), generator=_gen(4))
+    explicit = A.photometric_views(v, v.clone(), generator=_gen(4), settings=A.Photometric(hue=0.1))
+    assert all(torch.equal(a, b) for a, b in zip(default, explicit, strict=True))
+
+
+def test_photometric_settings_reach_the_ops():
+    n = 1000
+    v = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=_gen(5))
+    v[:, 0, 0, 0], v[:, 1, 0, 0], v[:, 2, 0, 0] = 200, 0, 100  # colourful: gray only through the grayscale op
+    always_gray = A.Photometric(jitter_p=0.0, grayscale_p=1.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 0.0))
+    for out in A.photometric_views(v, v.clone(), generator=_gen(6), normalize=False, settings=always_gray):
+        assert ((out - out[:, :1]).abs().amax((1, 2, 3)) < 1e-6).all()
+    # Hue only, +-0.5: pure red's hue lands anywhere on the circle; with DINO's +-0.1 it stays near red.
+    red = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    red[:, 0] = 255
+    hue_only = dict(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0),
+                    solarize_p=(0.0, 0.0))
+    wide, _ = A.photometric_views(red, red, generator=_gen(7), normalize=False,
+                                  settings=A.Photometric(hue=0.5, **hue_only))
+    narrow, _ = A.photometric_views(red, red, generator=_gen(7), normalize=False,
+                                    settings=A.Photometric(hue=0.1, **hue_only))
+    hue_of = lambda x: A.rgb_to_hsv(x)[:, 0, 0, 0]  # noqa: E731
+    turns = torch.minimum(hue_of(wide), 1 - hue_of(wide))  # distance from red, in turns
+    assert turns.max() > 0.45 and abs(float(turns.mean()) - 0.25) < 0.03
+    assert torch.minimum(hue_of(narrow), 1 - hue_of(narrow)).max() <= 0.1 + 1e-4
+
+
+def test_photometric_blur_scales_with_the_view_and_checks_ranges():
+    assert A.Photometric().scaled_blur(112).blur_sigma == pytest.approx((0.05, 1.0))
+    assert A.Photometric().scaled_blur(448).blur_sigma == (0.1, 2.0)  # never sharpened beyond DINO's
+    for bad in (dict(hue=0.6), dict(blur_sigma=(0.5, 3.0)), dict(blur_sigma=(1.0, 0.5)), dict(grayscale_p=1.5),
+                dict(brightness=1.0), dict(blur_p=(1.0,))):
+        with pytest.raises(ValueError, match="photometric augmentation"):
+            A.Photometric(**bad)

@@ -266,6 +266,20 @@ def test_data_settings():
     assert (settings.decode_rows, settings.shuffle_buffer, settings.prefetch_batches) == (4, 0, 1)
 
 
+def test_photometric_settings():
+    from croc.augment import Photometric
+
+    assert base().photometric() == Photometric()  # DINO's
+    cfg = base("data.image_size=112", "data.photometric.hue=0.5", "data.photometric.grayscale_p=0.5",
+               "data.photometric.solarize_p=[0.1,0.3]")
+    assert cfg.photometric() == Photometric(hue=0.5, grayscale_p=0.5, solarize_p=(0.1, 0.3))
+    scaled = base("data.image_size=112", "data.photometric.blur_scales_with_view=true").photometric()
+    assert scaled.blur_sigma == pytest.approx((0.05, 1.0))
+    for bad in ("data.photometric.hue=0.7", "data.photometric.blur_sigma=[0.1,3.0]", "data.photometric.blur_p=[2,0]"):
+        with pytest.raises(InputError, match=bad.split("=")[0].replace(".", r"\.")):
+            base(bad)
+
+
 # ---------------------------------------------------------------- paths
 
 
