@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager as ContextManager
 import torch
 from torch import nn
 
+from croc.collapse import entropy_ratio_metrics
 from croc.config import TrainConfig
 from croc.gradient_clipping import clip_gradients_
 from croc.model import CrOC, Network, NetworkOutput
@@ -73,7 +74,8 @@ class TrainStep:
                  check_inputs: bool = False) -> dict[str, torch.Tensor]:
         """images [2B, 3, S, S] normalised (view 1s then view 2s); patch_xy [2, B, N, 2]; step = global iteration.
 
-        -> metrics (device tensors): loss, image_loss, dense_loss, teacher entropies, clusters, lr, wd, momentum.
+        -> metrics (device tensors): loss, image_loss, dense_loss, teacher entropies and their ratios to the
+        uniform entropy (croc.collapse), clusters, lr, wd, momentum.
         """
         if step >= self.schedules.total_steps:
             raise ValueError(f"step {step} is past the schedule's {self.schedules.total_steps} iterations")
@@ -103,6 +105,7 @@ class TrainStep:
                     student_out = self.student(images, assignments, heads)
             with phase("heads_loss"):
                 metrics = model.losses(NetworkOutput(*student_out), teacher_out, valid, teacher_temp)
+                metrics.update(entropy_ratio_metrics(metrics, self.config.model))
 
         with phase("backward_update"):
             self._update(metrics["loss"], epoch, step)

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from croc.batch import prepare_batch, views_of_images
 from croc.clustering import ClusteringConfig
+from croc.collapse import CollapseMonitor
 from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
 from croc.synthetic_scenes import synthetic_scene
@@ -66,6 +67,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> dict[str
     model = CrOC(config).to(device)
     step = TrainStep(model, config, steps_per_epoch, device)
     generator = torch.Generator().manual_seed(settings.seed)
+    collapse = CollapseMonitor.for_training(config, steps_per_epoch)
     table = Table("step", "loss", "image", "dense", "clusters/problem", "pairs/image", "images/s")
     history: list[float] = []
     start = time.perf_counter()
@@ -79,16 +81,17 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> dict[str
             metrics = step(images, xy, it, check_inputs=it == 0)
             progress.advance(task)
             if (it + 1) % settings.log_every == 0 or it + 1 == settings.steps:
-                loss = float(metrics["loss"])
+                values = {k: float(v) for k, v in metrics.items()}  # the host sync, at log steps only
+                loss = values["loss"]
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss} at step {it}: stopping")
+                for alert in collapse.observe(it + 1, values):
+                    console.print(f"[bold yellow]warning[/]: {alert.message}")
                 history.append(loss)
                 rate = settings.batch * (it + 1) / (time.perf_counter() - start)
-                table.add_row(str(it + 1), f"{loss:.4f}", f"{float(metrics['image_loss']):.4f}",
-                              f"{float(metrics.get('dense_loss', torch.tensor(0.0))):.4f}",
-                              f"{float(metrics.get('clusters_per_problem', torch.tensor(0.0))):.2f}",
-                              f"{float(metrics.get('valid_pairs_per_image', torch.tensor(0.0))):.1f}",
-                              f"{rate:.1f}")
+                table.add_row(str(it + 1), f"{loss:.4f}", f"{values['image_loss']:.4f}",
+                              f"{values.get('dense_loss', 0.0):.4f}", f"{values.get('clusters_per_problem', 0.0):.2f}",
+                              f"{values.get('valid_pairs_per_image', 0.0):.1f}", f"{rate:.1f}")
     elapsed = time.perf_counter() - start
     console.print(table)
     summary = {"first_loss": history[0], "last_loss": history[-1], "steps": settings.steps,

@@ -5,6 +5,7 @@ Reads everything from `ray.train` (context, dataset shard, checkpoint); the driv
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -21,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from croc.batch import prepare_batch
 from croc.checkpoint import load_training_state, restore_training_state, save_training_state
+from croc.collapse import CollapseAlert, CollapseMonitor
 from croc.export import export_backbone
 from croc.model import CrOC
 from croc.train_step import TrainStep
@@ -28,6 +30,8 @@ from croc.visualize import cluster_picture, denormalize
 from pipelines.config import PretrainConfig
 from pipelines.data_pipeline import view_batches
 from pipelines.tracking import MetricBuffer
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -91,6 +95,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         model.compile_passes()
 
     tracker = MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"]) if rank == 0 else None
+    collapse = CollapseMonitor.for_training(train_config, steps_per_epoch) if rank == 0 else None
     progress = loop_config.get("progress") if rank == 0 else None
     settings = cfg.data_settings(loop_config["shard_dir"])
     shard = ray.train.get_dataset_shard("train")
@@ -118,6 +123,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 window_start, window_images = now, 0
                 if tracker is not None:
                     tracker.add(step, values)
+                if collapse is not None:
+                    _report_collapse(collapse.observe(step, values), tracker)
                 if progress is not None:
                     progress.update.remote(step, values["loss"])
             every = cfg.tracking.cluster_pictures_every_steps
@@ -128,6 +135,14 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 _report(step, epoch + int(at_epoch_end), model, step_fn, cfg, rank, tracker)
                 if rank == 0 and loop_config.get("export_dir"):
                     _export_for_evaluation(model, cfg, step, Path(loop_config["export_dir"]), progress)
+
+
+def _report_collapse(alerts: list[CollapseAlert], tracker: MetricBuffer | None) -> None:
+    """Each alert (at most one per head and direction in a run) goes to the worker's log and to an MLflow tag."""
+    for alert in alerts:
+        logger.warning(alert.message)
+        if tracker is not None:
+            tracker.tag(f"croc.collapse_warning.{alert.metric}.{alert.direction}", alert.message)
 
 
 def _export_for_evaluation(model: CrOC, cfg: PretrainConfig, step: int, folder: Path, progress: Any) -> None:

@@ -173,3 +173,16 @@ def test_the_step_clips_gradients_before_the_update(mode: str, monkeypatch: pyte
         torch.testing.assert_close(nonzero, torch.full_like(nonzero, clip), rtol=1e-4, atol=0)
     else:  # all together: the joint norm ends at the threshold
         torch.testing.assert_close(norms.norm(), torch.tensor(clip), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("method", ["croc", "dino"])
+def test_the_step_returns_the_entropy_ratios(method: str) -> None:
+    config = tiny_config(method)
+    _model, step = build(config)
+    metrics = step(*fixed_batch(), 0)
+    torch.testing.assert_close(metrics["teacher_entropy_ratio"], metrics["teacher_entropy"] / math.log(256))
+    assert 0 < float(metrics["teacher_entropy_ratio"]) <= 1 + 1e-6
+    if method == "croc":
+        torch.testing.assert_close(metrics["teacher_entropy_ratio_c"], metrics["teacher_entropy_c"] / math.log(128))
+    else:
+        assert "teacher_entropy_ratio_c" not in metrics
