@@ -98,6 +98,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     collapse = CollapseMonitor.for_training(train_config, steps_per_epoch) if rank == 0 else None
     progress = loop_config.get("progress") if rank == 0 else None
     settings = cfg.data_settings(loop_config["shard_dir"])
+    photometric = cfg.photometric()
     shard = ray.train.get_dataset_shard("train")
     skipped = torch.zeros((), dtype=torch.float64)
     window_start, window_images = time.perf_counter(), 0
@@ -106,7 +107,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         epoch = step // steps_per_epoch
         remaining = steps_per_epoch - step % steps_per_epoch  # a resumed epoch runs only its missing steps
         for views, replaced in view_batches(shard, per_worker_batch, remaining, settings, epoch):
-            images, patch_xy = prepare_batch(views, train_config.model.patch_size, device)
+            images, patch_xy = prepare_batch(views, train_config.model.patch_size, device, photometric=photometric)
             images = inject_fault(loop_config.get("fault"), rank, step, images)
             metrics = step_fn(images, patch_xy, step, check_inputs=step == 0)
             skipped += replaced
