@@ -166,6 +166,7 @@ class ResourcesSection(Section):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float | None = Field(None, gt=0)  # None = planned from the cluster's CPUs
+    threads_per_worker: int | None = Field(None, ge=1)  # the step's torch threads; None = the whole CPUs it holds
     max_failures: int = Field(0, ge=0)
 
 

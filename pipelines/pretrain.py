@@ -9,6 +9,7 @@ checkpoint); a new run gets a new unique name.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -125,9 +126,11 @@ def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float, reserved_cpu
     if cfg.resources.use_gpu and gpus < workers:
         raise InputError(f"resources.num_workers={workers} with resources.use_gpu=true needs {workers} GPUs; "
                          f"the cluster has {gpus:g}")
-    if workers * cpus_per_worker > cpus - 0.5:
-        raise InputError(f"resources.num_workers={workers} x cpus_per_worker={cpus_per_worker:g} leaves no CPU "
-                         f"for Ray Data on a cluster of {cpus:g} CPUs: lower resources.cpus_per_worker")
+    decode = cfg.data_settings("").decode_cpus  # one decode task must fit beside the workers, or the run hangs
+    if workers * cpus_per_worker > cpus - decode:
+        raise InputError(f"resources.num_workers={workers} x cpus_per_worker={cpus_per_worker:g} leaves less than "
+                         f"the {decode:g} CPU a Ray Data decode task needs on a cluster of {cpus:g} CPUs: lower "
+                         "resources.cpus_per_worker (resources.threads_per_worker sets the step's threads)")
 
 
 def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console,
@@ -212,7 +215,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
         train_loop,
         train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir,
                            "steps_per_epoch": per_epoch, "tracking_uri": tracking_uri, "run_id": run_id,
-                           "progress": board, "fault": fault, "export_dir": export_dir},
+                           "progress": board, "fault": fault, "export_dir": export_dir,
+                           "threads": cfg.resources.threads_per_worker or max(1, math.ceil(cpus_per_worker))},
         scaling_config=ScalingConfig(num_workers=cfg.resources.num_workers, use_gpu=cfg.resources.use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.resources.use_gpu else "gloo"),

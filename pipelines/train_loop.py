@@ -79,6 +79,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     steps_per_epoch = loop_config["steps_per_epoch"]
     total_steps = steps_per_epoch * cfg.optim.epochs
     per_worker_batch = cfg.optim.batch_size // world
+    # resources.threads_per_worker, or one thread per CPU held (a fractional share rounds up).
+    torch.set_num_threads(loop_config.get("threads", torch.get_num_threads()))
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every worker (teacher = copy of the student)
     model = CrOC(train_config).to(device)

@@ -21,18 +21,18 @@ from croc.eval.propagation import PropagationConfig
 from croc.eval.tasks import EvalProtocol, run_task
 from croc.short_pretrain import short_pretrain
 
-SPEC = SynthSpec(seed=0, height=96, width=128, coco_train=128, coco_val=0, coco_unlabeled=0, voc_train=0, voc_val=0,
-                 videos_train=0, videos_val=3, frames=8, video_height=96, video_width=128)
+SPEC = SynthSpec(seed=0, height=128, width=160, coco_train=128, coco_val=0, coco_unlabeled=0, voc_train=0, voc_val=0,
+                 videos_train=0, videos_val=3, frames=8, video_height=128, video_width=192)
 CONFIG = TrainConfig(
     model=ModelConfig(arch="vit_tiny", patch_size=16, drop_path_rate=0.1, out_dim=1024, out_dim_c=512,
                       hidden_dim=256, bottleneck_dim=64),
     method=MethodConfig(method="croc", clustering=ClusteringConfig(n_init=8, n_centroids_max=4),
                         warmup_teacher_temp=0.04, teacher_temp=0.04, warmup_teacher_temp_epochs=1),
-    optim=OptimConfig(epochs=6, batch_size=16, lr=1.6e-2, warmup_epochs=1, momentum_teacher=0.99,
+    optim=OptimConfig(epochs=12, batch_size=16, lr=1.6e-2, warmup_epochs=1, momentum_teacher=0.99,
                       freeze_last_layer_epochs=1, precision="fp32"),
     image_size=64,
 )
-PROTOCOL = EvalProtocol(davis=PropagationConfig(short_side=96, size_multiple=16))
+PROTOCOL = EvalProtocol(davis=PropagationConfig(short_side=128, size_multiple=16))
 MARGIN = 8.0  # J&F points
 
 

@@ -87,9 +87,12 @@ def test_synthetic_settings():
     assert (demo.model.arch, demo.model.patch_size, demo.model.out_dim, demo.model.out_dim_c) == ("vit_tiny", 16,
                                                                                                  4096, 1024)
     assert (demo.model.hidden_dim, demo.model.bottleneck_dim, demo.clustering.n_init) == (512, 128, 8)
-    assert (demo.optim.epochs, demo.optim.batch_size, demo.optim.warmup_epochs) == (4, 32, 1)
+    assert (demo.optim.epochs, demo.optim.batch_size, demo.optim.warmup_epochs) == (16, 32, 2)
+    assert (demo.optim.lr, demo.optim.momentum_teacher, demo.method.teacher_temp) == (1.6e-2, 0.99, 0.04)
+    assert (demo.evaluation.classes, demo.evaluation.linear.lr, demo.evaluation.linear.epochs["voc"]) == (
+        "present", 1e-2, 40)
     assert (demo.method.warmup_teacher_temp_epochs, demo.optim.precision) == (1, "fp32")
-    assert (demo.resources.num_workers, demo.resources.use_gpu) == (1, False)
+    assert (demo.resources.num_workers, demo.resources.use_gpu, demo.resources.threads_per_worker) == (1, False, 2)
     assert (demo.checkpoint.every_steps, demo.tracking.log_every_steps) == (20, 5)
     smoke = load_config(SYNTHETIC / "smoke.yaml")
     assert (smoke.data.image_size, smoke.optim.batch_size, smoke.optim.epochs) == (64, 8, 1)

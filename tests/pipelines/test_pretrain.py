@@ -148,8 +148,12 @@ def test_impossible_resources_are_an_error(tmp_path: Path, synthetic_dir: Path, 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.use_gpu=true")
     with pytest.raises(InputError, match="needs 2 GPUs"):
         check_cluster_fits(cfg, 0.5)
-    with pytest.raises(InputError, match="leaves no CPU"):
+    with pytest.raises(InputError, match="leaves less than the 1 CPU a Ray Data decode task needs"):
         check_cluster_fits(smoke_config(tmp_path, synthetic_dir), 1.0)
+    # One worker holding 1.5 of 2 CPUs left half a CPU: no decode task could start, and the run hung.
+    with pytest.raises(InputError, match="decode task"):
+        check_cluster_fits(smoke_config(tmp_path, synthetic_dir, "resources.num_workers=1"), 1.5)
+    check_cluster_fits(smoke_config(tmp_path, synthetic_dir, "resources.num_workers=1"), 1.0)
 
 
 @pytest.mark.slow
