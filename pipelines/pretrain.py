@@ -127,7 +127,7 @@ def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float, reserved_cpu
         raise InputError(f"resources.num_workers={workers} with resources.use_gpu=true needs {workers} GPUs; "
                          f"the cluster has {gpus:g}")
     decode = cfg.data_settings("").decode_cpus  # one decode task must fit beside the workers, or the run hangs
-    if workers * cpus_per_worker > cpus - decode:
+    if workers * cpus_per_worker > cpus - decode + 1e-6:  # float slack: 0.9 + 1.0 fits in 1.9
         raise InputError(f"resources.num_workers={workers} x cpus_per_worker={cpus_per_worker:g} leaves less than "
                          f"the {decode:g} CPU a Ray Data decode task needs on a cluster of {cpus:g} CPUs: lower "
                          "resources.cpus_per_worker (resources.threads_per_worker sets the step's threads)")
