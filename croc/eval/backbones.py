@@ -108,32 +108,30 @@ def _build(weights: dict[str, torch.Tensor], path: Path, source: str) -> FrozenB
     return FrozenBackbone(model.eval().requires_grad_(False), arch, patch, source)
 
 
-def _random(spec: str) -> FrozenBackbone:
+def _named_spec(spec: str, names, usage: str, defaults: tuple[int, ...]) -> tuple[str, list[int]]:
+    """'kind:<name>[:<int>...]' -> (name, the integers, defaults filling the missing ones); errors show `usage`."""
     parts = spec.split(":")[1:]
-    if not 1 <= len(parts) <= 3 or parts[0] not in ARCHS:
-        raise InputError(f"checkpoint {spec!r}: expected random:<arch>[:<patch>][:<seed>] with arch in {sorted(ARCHS)}")
+    if not 1 <= len(parts) <= 1 + len(defaults) or parts[0] not in names:
+        raise InputError(f"checkpoint {spec!r}: expected {usage} with the first field in {sorted(names)}")
     try:
-        patch = int(parts[1]) if len(parts) > 1 else 16
-        seed = int(parts[2]) if len(parts) > 2 else 0
+        numbers = [int(v) for v in parts[1:]]
     except ValueError as error:
-        raise InputError(f"checkpoint {spec!r}: patch and seed must be integers") from error
+        raise InputError(f"checkpoint {spec!r}: expected {usage}, whose numeric fields are integers") from error
+    return parts[0], numbers + list(defaults[len(numbers):])
+
+
+def _random(spec: str) -> FrozenBackbone:
+    arch, (patch, seed) = _named_spec(spec, ARCHS, "random:<arch>[:<patch>][:<seed>]", (16, 0))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_backbone(parts[0], patch, drop_path_rate=0.0)
-    return FrozenBackbone(model.eval().requires_grad_(False), parts[0], patch, f"random init ({parts[0]}/{patch}, "
-                          f"seed {seed})")
+        model = create_backbone(arch, patch, drop_path_rate=0.0)
+    return FrozenBackbone(model.eval().requires_grad_(False), arch, patch, f"random init ({arch}/{patch}, seed {seed})")
 
 
 def _statistics(spec: str) -> FrozenBackbone:
-    parts = spec.split(":")[1:]
-    if not 1 <= len(parts) <= 2 or parts[0] not in STATISTICS:
-        raise InputError(f"checkpoint {spec!r}: expected stats:<kind>[:<patch>] with kind in {list(STATISTICS)}")
-    try:
-        patch = int(parts[1]) if len(parts) > 1 else 16
-    except ValueError as error:
-        raise InputError(f"checkpoint {spec!r}: the patch size must be an integer") from error
-    return FrozenBackbone(PatchStatistics(parts[0], patch), f"stats:{parts[0]}", patch,
-                          f"per-patch {parts[0]} statistics ({patch} px patches)")
+    kind, (patch,) = _named_spec(spec, STATISTICS, "stats:<kind>[:<patch>]", (16,))
+    return FrozenBackbone(PatchStatistics(kind, patch), f"stats:{kind}", patch,
+                          f"per-patch {kind} statistics ({patch} px patches)")
 
 
 def load_backbone(spec: str | os.PathLike, which: str = "teacher") -> FrozenBackbone:
