@@ -60,11 +60,13 @@ def pretrain(
 ) -> None:
     """Pre-train on Ray Train (local Ray started for you, or the cluster in RAY_ADDRESS), tracked in MLflow."""
     from croc.errors import InputError
-    from pipelines.config import load_config
+    from pipelines.config import check_run_name, load_config
 
-    try:
+    try:  # the run name and the config are checked before Ray or MLflow start
+        if run_name is not None:
+            check_run_name(run_name, "--run-name")
         cfg = load_config(config, list(ctx.args))
-    except InputError as error:  # the config is checked before any Ray resource is requested
+    except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     from pipelines.pretrain import run_pretrain

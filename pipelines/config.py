@@ -23,9 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from croc.errors import InputError
 from pipelines.config_schema import EVAL_TASKS, PretrainConfig
+from pipelines.schema_base import check_name
 
-__all__ = ["EVAL_TASKS", "ConfigError", "PretrainConfig", "apply_overrides", "config_hash", "dump_config",
-           "flat_params", "load_config", "parse_override"]
+__all__ = ["EVAL_TASKS", "ConfigError", "PretrainConfig", "apply_overrides", "check_run_name", "config_hash",
+           "dump_config", "flat_params", "load_config", "parse_override"]
 
 _FLOAT_1_2 = re.compile(r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+
                            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X)
@@ -205,6 +206,15 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | Iterable
 def apply_overrides(cfg: PretrainConfig, overrides: Mapping[str, Any] | Iterable[str]) -> PretrainConfig:
     """A new config with dotted overrides: {"optim.lr": 1e-3} (typed values, e.g. from Tune) or ["optim.lr=1e-3"]."""
     return _build(cfg.model_dump(), overrides, f"config {cfg.name!r}")
+
+
+def check_run_name(value: str, source: str = "run name") -> str:
+    """A run name given apart from the config (`--run-name`, the API): the config's own `name` rule, checked before
+    anything starts; the error names where it came from (`source`) and the rule."""
+    try:
+        return check_name(value)
+    except ValueError as error:
+        raise ConfigError(f"{source} {value!r}: {error}") from None
 
 
 def dump_config(cfg: PretrainConfig) -> str:

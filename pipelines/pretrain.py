@@ -31,7 +31,7 @@ from croc.data.pretrain_images import list_pretrain_images
 from croc.data.shards import load_manifest, write_shards
 from croc.errors import InputError
 from croc.export import export_backbone_weights
-from pipelines.config import PretrainConfig, config_hash, dump_config, flat_params
+from pipelines.config import PretrainConfig, check_run_name, config_hash, dump_config, flat_params
 from pipelines.data_pipeline import plan_resources, steps_per_epoch, view_dataset
 from pipelines.evaluate import (
     EvalBoard,
@@ -178,6 +178,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     training goes on. `reserved_cpus`: CPUs already held by the caller (a Tune trial), left out of the plan.
     `fault` injects a failure (tests).
     """
+    if run_name is not None:
+        check_run_name(run_name)  # it becomes a folder under checkpoint.storage_path and an MLflow name
     console = console or Console()
     tasks = list(cfg.evaluation.tasks)
     tracking_uri = cfg.tracking.tracking_uri

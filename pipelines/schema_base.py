@@ -10,14 +10,16 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME = re.compile(r"[A-Za-z0-9_.-]+")  # whole string (fullmatch: a trailing newline is refused too)
+NAME_RULE = "must be letters, digits, '-', '_' or '.' (at least one), and not only dots"
 SQLITE = "sqlite:///"
 
 
 def check_name(value: str) -> str:
-    """A run / sweep name: letters, digits, '-', '_' or '.' (it becomes a folder and an MLflow name)."""
-    if not NAME.match(value):
-        raise ValueError("must be letters, digits, '-', '_' or '.' (at least one)")
+    """A run / sweep name (the config's `name`, a sweep's `name`, `--run-name`): it becomes a folder under the
+    storage path and an MLflow name, so no separator, quote, space or shell character, and not '.' or '..'."""
+    if not NAME.fullmatch(value) or not value.strip("."):
+        raise ValueError(NAME_RULE)
     return value
 
 
