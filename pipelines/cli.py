@@ -115,7 +115,8 @@ def sweep(
     ctx: typer.Context,
     sweep_file: str = typer.Argument(..., help="experiments/ablations/<name>.yaml; key=value overrides of the "
                                      "base config follow"),
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep: finished trials are kept"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep from the sweep file and its "
+                                "MLflow records: finished trials are kept, the others resume from their checkpoints"),
 ) -> None:
     """An ablation grid on Ray Tune: each trial pre-trains, then evaluates; all of it tracked in MLflow."""
     from croc.errors import InputError
@@ -123,11 +124,11 @@ def sweep(
     try:
         from pipelines.sweep import run_sweep
 
-        grid = run_sweep(sweep_file, resume=resume, overrides=list(ctx.args))
+        outcomes = run_sweep(sweep_file, resume=resume, overrides=list(ctx.args))
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    if any(result.error for result in grid):
+    if any(outcome.error for outcome in outcomes):
         raise typer.Exit(1)
 
 

@@ -14,6 +14,9 @@ dotted config keys, and how Tune runs it. Every trial's config is validated befo
 from __future__ import annotations
 
 import itertools
+import math
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +49,11 @@ class SearchSpec(Section):
         values = self.grid if self.grid is not None else self.choice
         if values is not None and not values:
             raise rule_error("grid / choice needs at least one value")
+        bounds = self.uniform or self.loguniform or self.randint
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise rule_error(f"{given[0]} needs [low, high] with low < high (got {list(bounds)})")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise rule_error(f"loguniform needs low > 0 (got {list(self.loguniform)})")
         return self
 
     def examples(self) -> list[Any]:
@@ -56,18 +64,18 @@ class SearchSpec(Section):
         low, high = self.uniform or self.loguniform or self.randint
         return [low, high - 1] if self.randint else [low, high]
 
-    def to_tune(self) -> Any:
-        from ray import tune
-
-        if self.grid is not None:
-            return tune.grid_search(list(self.grid))
+    def sample(self, rng: random.Random) -> Any:
+        """One value of a sampled entry (choice, uniform, loguniform, randint: low <= v < high), drawn from `rng`."""
         if self.choice is not None:
-            return tune.choice(list(self.choice))
+            return rng.choice(list(self.choice))
         if self.uniform is not None:
-            return tune.uniform(*self.uniform)
+            return rng.uniform(*self.uniform)
         if self.loguniform is not None:
-            return tune.loguniform(*self.loguniform)
-        return tune.randint(*self.randint)
+            low, high = self.loguniform
+            return math.exp(rng.uniform(math.log(low), math.log(high)))
+        if self.randint is not None:
+            return rng.randrange(*self.randint)
+        raise ValueError("a grid entry is expanded, not sampled")
 
 
 class SchedulerSection(Section):
@@ -112,6 +120,33 @@ class SweepConfig(Section):
         if not value:
             raise ValueError("needs at least one dotted config key to vary")
         return value
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of the sweep: `key` ('t000', 't001', ...) names its pre-training run `<sweep>-<key>` (MLflow run
+    and checkpoint folder), so a resumed sweep finds each trial's records and checkpoints again."""
+
+    key: str
+    overrides: dict[str, Any]  # dotted config key -> value, one per search-space entry
+
+
+def plan_trials(sweep: SweepConfig) -> list[PlannedTrial]:
+    """Every trial of the sweep, in order, the same on every call: the grid entries' product, `num_samples` times;
+    a sampled entry (choice, uniform, ...) is drawn from a generator seeded by the sweep's name and the trial's index.
+    The plan is what a resumed sweep is rebuilt from: nothing is read back from Tune's folder."""
+    keys = list(sweep.search_space)
+    grid_keys = [k for k in keys if sweep.search_space[k].grid is not None]
+    combos = list(itertools.product(*(sweep.search_space[k].grid for k in grid_keys)))
+    trials: list[PlannedTrial] = []
+    for _ in range(sweep.num_samples):
+        for combo in combos:
+            index = len(trials)
+            rng = random.Random(f"{sweep.name}/{index}")  # str seeds are hashed with sha512: stable across runs
+            fixed = dict(zip(grid_keys, combo, strict=True))
+            values = {k: fixed[k] if k in fixed else sweep.search_space[k].sample(rng) for k in keys}
+            trials.append(PlannedTrial(f"t{index:03d}", values))
+    return trials
 
 
 def tune_metric(task: str) -> str:

@@ -1,7 +1,10 @@
-"""`croc sweep` end to end on the shared 2-CPU Ray: two trials, MLflow hierarchy, a failed trial resumed alone."""
+"""`croc sweep` end to end on the shared 2-CPU Ray: two trials, MLflow hierarchy, a failed trial resumed alone
+(past a malicious tuner.pkl planted in checkpoint storage, which is never loaded)."""
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -10,6 +13,14 @@ from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 def _sweep_file(tmp_path: Path, bench: Path, davis_later: Path) -> Path:
@@ -57,12 +68,20 @@ def test_sweep_runs_trials_tracks_them_and_resumes_only_what_did_not_finish(tmp_
     baseline = [r for r in evals if r.data.tags["mlflow.parentRunId"] == sweep_run.info.run_id]
     assert len(baseline) == 1 and baseline[0].data.tags["croc.checkpoint"] == "random:vit_tiny"
 
+    assert finished[0].info.run_name == "tiny-sweep-t000"  # trial t000 (the DAVIS root that exists) finished
+
     shutil.copytree(bench / "davis", davis_later)  # fix the cause, then resume
+    marker = tmp_path / "PWNED"  # and someone who can write to checkpoint storage plants code in Tune's state
+    payload = pickle.dumps(_Payload(marker))
+    (tmp_path / "runs" / "tiny-sweep" / "tuner.pkl").write_bytes(payload)
+    (tmp_path / "runs" / "tiny-sweep" / "experiment_state-2099-01-01_00-00-00.json").write_bytes(payload)
     grid = run_sweep(sweep_file, resume=True)
+    assert not marker.exists()  # resume rebuilt the sweep from the sweep file and MLflow: nothing was unpickled
     assert [bool(r.error) for r in grid] == [False, False]
     pretrain = client.search_runs([experiment], "tags.`croc.kind` = 'pretrain'")
     again = [r for r in pretrain if r.info.run_id == finished[0].info.run_id]
     assert again[0].info.end_time == first_end  # the finished trial was not rerun
     assert sorted(r.info.status for r in pretrain) == ["FINISHED", "FINISHED"]
+    assert sorted(r.info.run_name for r in pretrain) == ["tiny-sweep-t000", "tiny-sweep-t001"]
     assert len(client.search_runs([experiment], "tags.`croc.kind` = 'eval'")) == 3  # baseline not re-evaluated
     assert all(0 <= r.metrics["davis/jf_mean"] <= 1 and r.metrics["done"] == 1 for r in grid)

@@ -48,6 +48,9 @@ def _write(tmp_path: Path, body: str) -> Path:
     ("name: s\nsearch_space:\n  optim.lr: {grid: [0.1]}\nscheduler: {metric: unsup:coco_things}\n", "scheduler.metric"),
     ("name: s\nsearch_space:\n  optim.lr: {grid: [0.1]}\nscheduler: {metric: unsup:voc}\n", "all_checkpoints"),
     ("name: 'a b'\nsearch_space:\n  optim.lr: {grid: [0.1]}\n", "name"),
+    ("name: '..'\nsearch_space:\n  optim.lr: {grid: [0.1]}\n", "not only dots"),  # would be <storage>/..
+    ("name: s\nsearch_space:\n  optim.lr: {uniform: [0.2, 0.1]}\n", "low < high"),
+    ("name: s\nsearch_space:\n  optim.lr: {loguniform: [0.0, 0.1]}\n", "low > 0"),
 ])
 def test_a_bad_sweep_is_an_error_naming_the_problem(tmp_path, body, named):
     with pytest.raises(InputError, match=named):
