@@ -155,8 +155,8 @@ def _tune_folder(sweep: SweepConfig, base: PretrainConfig) -> str:
 
 def _check_start_or_resume(client: MlflowClient, path: str | Path, sweep: SweepConfig, base: PretrainConfig,
                            resume: bool) -> None:
-    """A new sweep must not exist yet; a resumed one must be recorded in MLflow. Nothing in Tune's folder is read
-    (only whether tuner.pkl exists: a sweep started before this check was recorded in MLflow too)."""
+    """A new sweep must not exist yet (no MLflow sweep run, no Tune folder); a resumed one must be recorded in
+    MLflow. Of Tune's folder, only whether its tuner.pkl exists is looked at; nothing in it is read."""
     from ray import tune
 
     folder = _tune_folder(sweep, base)
