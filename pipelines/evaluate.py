@@ -239,13 +239,19 @@ def export_checkpoint(checkpoint_dir: str, destination: str, network: str = "tea
     return str(export_backbone(backbone.model, destination, backbone.arch, backbone.patch_size))
 
 
+def label_folder(label: str) -> str:
+    """The folder name of an evaluation label: runs of other characters become '-', and leading or trailing '-' and
+    '.' go, so that no label ('..', '../x', '/abs') names a folder outside the evaluation's output folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.") or "checkpoint"
+
+
 def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir: Path, *, method: str,
                   parent_run_id: str | None, source_tags: Mapping[str, str] | None = None) -> list[EvalRequest]:
     """One request per task, with the run hierarchy and tags of design.md."""
     roots = dataset_roots(cfg)
     tags = run_tags("eval", method, cfg.data.source, config_hash(cfg), source_tags)
     evaluation = cfg.evaluation.model_dump(mode="json")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "checkpoint"
+    slug = label_folder(label)
     return [EvalRequest(task=task, label=label, evaluation=evaluation, roots=roots,
                         out_dir=str(out_dir / slug / task.replace(":", "_")), tracking_uri=cfg.tracking.tracking_uri,
                         experiment=cfg.tracking.experiment or cfg.name, tags=dict(tags),

@@ -12,7 +12,7 @@ from croc.backbone import create_backbone
 from croc.errors import InputError
 from croc.export import export_backbone
 from pipelines.cli import app
-from pipelines.evaluate import resolve_checkpoint
+from pipelines.evaluate import label_folder, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
@@ -95,3 +95,12 @@ def test_all_checkpoints_are_evaluated_while_training_goes_on(tmp_path: Path, ra
     # the intermediate backbone stays outside Ray Train's checkpoint rotation
     assert (Path(cfg.checkpoint.storage_path) / result.run_name / "evaluations" / "step_3" /
                          "backbone.safetensors").exists()
+
+
+@pytest.mark.parametrize(("label", "folder"), [
+    ("..", "checkpoint"), (".", "checkpoint"), ("../../escaped", "escaped"), ("/abs/path", "abs-path"),
+    ("random:vit_tiny:16:0", "random-vit_tiny-16-0"), ("run-1.final", "run-1.final"), ("", "checkpoint"),
+])
+def test_an_evaluation_label_names_a_folder_inside_the_output_folder(label: str, folder: str) -> None:
+    assert label_folder(label) == folder
+    assert (Path("/out") / label_folder(label)).resolve().parent == Path("/out")
