@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from croc.data.synthetic import SynthSpec, generate_benchmark
+from croc.data.synthetic import VERSION, SynthSpec, generate_benchmark
 from pipelines.config import PretrainConfig
 
 
 def synthetic_benchmark_dir(cfg: PretrainConfig) -> Path:
+    """data.synthetic.out_dir, or a default folder named after the benchmark's version and spec (a new version of
+    the generator writes a new folder rather than meeting the old one)."""
     synth = cfg.data.synthetic
-    out = synth.out_dir or f"data/synthetic-s{synth.seed}-n{synth.train_images}-{synth.height}x{synth.width}"
+    out = synth.out_dir or f"data/{VERSION}-s{synth.seed}-n{synth.train_images}-{synth.height}x{synth.width}"
     return Path(out).resolve()
 
 

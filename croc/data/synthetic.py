@@ -161,8 +161,8 @@ class _Writer:
         if split == "val":
             targets.append(root / "SegmentationClass" / f"{name}.png")
         if not all(p.exists() for p in targets):
-            scene = render_scene(item_rng(spec.seed, f"voc/{split}", index), spec.height, spec.width, spec,
-                                 require_voc=True)
+            scene = render_scene(item_rng(spec.seed, f"voc/{split}", index), spec.height, spec.width,
+                                 spec.voc_scenes(), require_voc=True)
             label = voc_label(scene, spec)
             self.put(targets[0], lambda: _jpeg(scene.image, spec.jpeg_quality))
             for target in targets[1:]:

@@ -45,3 +45,17 @@ def test_synth_tiny_writes_the_official_layouts(tmp_path: Path) -> None:
                    "davis/JPEGImages/480p"):
         assert (tmp_path / "bench" / folder).is_dir(), folder
     assert (tmp_path / "bench" / "manifest.json").exists()
+
+
+def test_the_default_benchmark_folder_names_the_generator_version(tmp_path: Path, monkeypatch) -> None:
+    """A new generator version writes a new default folder: an old benchmark is never met (and refused) there."""
+    from croc.data.synthetic import VERSION
+    from pipelines.config import load_config
+    from pipelines.synthetic_benchmark import synthetic_benchmark_dir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(str(Path(__file__).parents[2] / "experiments/synthetic/pretrain.yaml"), [])
+    assert synthetic_benchmark_dir(cfg) == tmp_path / "data" / f"{VERSION}-s0-n256-192x256"
+    custom = load_config(str(Path(__file__).parents[2] / "experiments/synthetic/pretrain.yaml"),
+                         [f"data.synthetic.out_dir={tmp_path / 'mine'}"])
+    assert synthetic_benchmark_dir(custom) == tmp_path / "mine"

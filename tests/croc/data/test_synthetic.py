@@ -196,7 +196,8 @@ def test_labels_are_exact_and_consistent(bench: Path) -> None:
 
     voc = bench / "voc"
     for index, name in enumerate((voc / "ImageSets/Segmentation/val.txt").read_text().split()):
-        scene = render_scene(item_rng(0, "voc/val", index), SPEC.height, SPEC.width, SPEC, require_voc=True)
+        scene = render_scene(item_rng(0, "voc/val", index), SPEC.height, SPEC.width, SPEC.voc_scenes(),
+                             require_voc=True)
         _, label = png(voc / "SegmentationClass" / f"{name}.png")
         _, aug = png(voc / "SegmentationClassAug" / f"{name}.png")
         assert np.array_equal(label, aug) and np.array_equal(label, voc_label(scene, SPEC))
@@ -320,3 +321,26 @@ def test_videos_move_smoothly_with_occlusion(bench: Path) -> None:
                     if whole[t] and whole[t + 1]:
                         assert (a & b).sum() / (a | b).sum() > 0.1
     assert occluded >= 1
+
+
+def test_voc_scenes_are_object_centric() -> None:
+    """VOC scenes draw voc_objects things at voc_object_scale: fewer, larger objects than the COCO scenes, so the
+    background share of a VOC label map is well below that of a COCO semantic map of the same seed stream."""
+    spec = SynthSpec()
+    voc = spec.voc_scenes()
+    assert (voc.objects_min, voc.objects_max, voc.object_scale) == (1, 3, (0.2, 0.45))
+    assert (voc.seed, voc.height, voc.things) == (spec.seed, spec.height, spec.things)
+
+    def background_share(scene_spec: SynthSpec) -> float:
+        shares = []
+        for i in range(24):
+            scene = render_scene(item_rng(3, "voc-share", i), 96, 128, scene_spec, require_voc=True)
+            shares.append(float((scene.thing_ids == 0).mean()))
+        return float(np.mean(shares))
+
+    coco_share, voc_share = background_share(spec), background_share(voc)
+    assert 0.55 < voc_share < 0.85 and coco_share > voc_share + 0.08, (coco_share, voc_share)
+    with pytest.raises(InputError, match="voc_objects"):
+        SynthSpec(voc_objects=(0, 2))
+    with pytest.raises(InputError, match="voc_object_scale"):
+        SynthSpec(voc_object_scale=(0.5, 0.3))
