@@ -1,5 +1,5 @@
 """The `evaluation` section: which evaluations run after pre-training (or under `croc evaluate`), on which data,
-with which protocol constants and resources. Defaults are the published protocols (docs/eval-protocols.md)."""
+with which protocol constants and resources. Defaults are the published protocols (docs/evaluation.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics: split-level mIoU, Hungarian cluster-to-class matching, DAVIS-2017 J and F.
+"""Evaluations of a frozen backbone: linear segmentation, K-Means segmentation, DAVIS-2017 label propagation.
 
-See docs/eval-protocols.md ("Shared conventions", unsupervised "Matching", DAVIS "Metrics").
+`tasks.run_task` runs one task end to end; the protocols, their constants and their metrics are described in
+docs/evaluation.md ("Shared conventions", the three protocols, unsupervised "Matching", DAVIS "Metrics").
 """

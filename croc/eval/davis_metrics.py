@@ -1,4 +1,4 @@
-"""DAVIS-2017 semi-supervised metrics: region similarity J and boundary F (docs/eval-protocols.md, "Metrics").
+"""DAVIS-2017 semi-supervised metrics: region similarity J and boundary F (docs/evaluation.md, "Metrics").
 
 Conventions (written from the protocol text, not from the official toolkit's code):
 

@@ -1,6 +1,6 @@
 """Streaming per-channel standardisation and PCA of bilinearly upsampled token features, without upsampling them.
 
-The unsupervised protocol (docs/eval-protocols.md) standardises every channel over all pixel vectors of a split
+The unsupervised protocol (docs/evaluation.md) standardises every channel over all pixel vectors of a split
 at the mask resolution, then fits a PCA. Upsampling [N, C, h, w] tokens to [N, C, M, M] would cost N*C*M*M
 values (14.5e9 bytes of float32 per 1,449 VOC images with ViT-S), so nothing here materialises it:
 

@@ -1,6 +1,6 @@
 """Frozen dense features of a ViT: the tokens of the last n blocks, each through the final norm, CLS dropped.
 
-Conventions (docs/eval-protocols.md, "Shared conventions"): ImageNet mean/std normalisation; "last n blocks" =
+Conventions (docs/evaluation.md, "Shared conventions"): ImageNet mean/std normalisation; "last n blocks" =
 the outputs of the n last transformer blocks, each passed through the final LayerNorm, concatenated on the
 channel axis in block order (ViT-S, n=2 -> 768 channels). Any input size that is a multiple of the patch size
 is accepted: the positional embedding is interpolated bicubically the way DINO's evaluation code does it (scale

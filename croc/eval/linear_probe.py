@@ -1,4 +1,4 @@
-"""Linear segmentation probe on frozen dense ViT features (docs/eval-protocols.md, "Linear segmentation").
+"""Linear segmentation probe on frozen dense ViT features (docs/evaluation.md, "Linear segmentation").
 
 Epoch mode (PASCAL VOC 2012, COCO-Things / COCO-Stuff; ``iterations=None``):
 - every image resized to ``image_size`` x ``image_size`` (bicubic; mask nearest), 255 = ignore;

@@ -1,4 +1,4 @@
-"""Hungarian matching of clusters to classes (docs/eval-protocols.md, unsupervised "Matching").
+"""Hungarian matching of clusters to classes (docs/evaluation.md, unsupervised "Matching").
 
 On valid pixels only (label != ignore_index), the IoU between every cluster k and every class c is computed
 over the whole split: IoU[k, c] = n(k, c) / max(n(k) + n(c) - n(k, c), 1e-8). The assignment maximising the

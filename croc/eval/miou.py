@@ -1,4 +1,4 @@
-"""Split-level confusion matrix and mIoU (docs/eval-protocols.md, "Shared conventions").
+"""Split-level confusion matrix and mIoU (docs/evaluation.md, "Shared conventions").
 
 One confusion matrix is accumulated over every valid pixel of a whole split (never averaged per image).
 Pixels whose label is ``ignore_index`` are removed before counting. A prediction equal to ``ignore_index``

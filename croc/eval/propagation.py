@@ -1,4 +1,4 @@
-"""Semi-supervised video object segmentation by label propagation, as in DINO (docs/eval-protocols.md, section 3).
+"""Semi-supervised video object segmentation by label propagation, as in DINO (docs/evaluation.md, section 3).
 
 A frame's labels are a weighted average of the labels of context frames (the first frame and the
 `n_last_frames` most recent ones), the weights coming from the similarity of frozen dense features:

@@ -1,4 +1,4 @@
-"""Geometric transforms of (image, label) pairs for the linear segmentation probe (docs/eval-protocols.md).
+"""Geometric transforms of (image, label) pairs for the linear segmentation probe (docs/evaluation.md).
 
 Conventions:
 - image: uint8 [3, H, W] (one pair) or float [B, 3, H, W] in 0..1 (a batch, before ImageNet normalisation);

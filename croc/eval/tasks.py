@@ -41,7 +41,7 @@ HEADLINE = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """The constants of the three protocols (docs/eval-protocols.md); linear epochs differ per dataset."""
+    """The constants of the three protocols (docs/evaluation.md); linear epochs differ per dataset."""
 
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     linear_epochs: Mapping[str, int] = field(default_factory=lambda: {"voc": 45, "coco_things": 10, "coco_stuff": 10})

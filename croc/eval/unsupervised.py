@@ -1,4 +1,4 @@
-"""Unsupervised semantic segmentation: K-Means on frozen dense features + Hungarian matching (docs/eval-protocols.md).
+"""Unsupervised semantic segmentation: K-Means on frozen dense features + Hungarian matching (docs/evaluation.md).
 
 Protocol, every constant a field of ``UnsupervisedConfig``:
 
