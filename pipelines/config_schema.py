@@ -185,7 +185,7 @@ class CheckpointSection(Section):
 
 class TrackingSection(Section):
     tracking_uri: str | None = Field(None, validate_default=True)  # None = sqlite:///<abs cwd>/mlflow.db
-    experiment: str | None = None  # None = the run's name
+    experiment: str | None = None  # None = the config's name
     log_every_steps: int = Field(10, ge=1)
     cluster_pictures_every_steps: int = Field(0, ge=0)  # 0 = off
 

@@ -1,6 +1,6 @@
 """Evaluations as Ray tasks, each recorded as an MLflow run (nested under the pre-training run it evaluates).
 
-`submit_evaluations` starts one Ray task per evaluation with its own resources; the tasks take the backbone file
+`submit` starts one Ray task per evaluation with its own resources; the tasks take the backbone file
 as an argument, which may be an ObjectRef (the export of a checkpoint that is still being written), so they start
 as soon as it exists and the driver never waits in between. A task records its run (tags, params, metrics,
 per-class CSV, pictures) and returns a small summary; a failing task marks its run FAILED with the error and
@@ -247,7 +247,7 @@ def label_folder(label: str) -> str:
 
 def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir: Path, *, method: str,
                   parent_run_id: str | None, source_tags: Mapping[str, str] | None = None) -> list[EvalRequest]:
-    """One request per task, with the run hierarchy and tags of design.md."""
+    """One request per task, with the run hierarchy and tags of docs/architecture.md ("MLflow runs")."""
     roots = dataset_roots(cfg)
     tags = run_tags("eval", method, cfg.data.source, config_hash(cfg), source_tags)
     evaluation = cfg.evaluation.model_dump(mode="json")

@@ -1,4 +1,4 @@
-"""MLflow: run hierarchy and tags (design.md), buffered metrics, reachability check, artifacts."""
+"""MLflow: runs and their tags (docs/architecture.md, "MLflow runs"), buffered metrics, reachability check."""
 
 from __future__ import annotations
 
