@@ -73,9 +73,9 @@ def _decode_rows(batch: dict[str, np.ndarray], image_size: int, scale: tuple[flo
 def read_shards(files: list[str], seed: int) -> ray.data.Dataset:
     """Shard files -> rows {id, image, width, height}; the file order reshuffled with `seed` for every execution.
 
-    Ray 2.60's file-datasource V2 lists and sizes every file in one task before the first row moves (2-9 s per
-    epoch on 4-64 local shards, `croc bench data`); the V1 Parquet reader starts in under a second. One read
-    block per file keeps Ray from splitting each file into more, smaller read tasks.
+    Ray 2.60's file-datasource V2 lists and sizes every file in one task before the first row moves; the V1 Parquet
+    reader starts sooner (docs/benchmarks.md, `croc bench data`). One read block per file keeps Ray from splitting
+    each file into more, smaller read tasks.
     """
     context = ray.data.DataContext.get_current()
     saved = context.use_datasource_v2, context.enable_progress_bars

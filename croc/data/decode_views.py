@@ -4,13 +4,9 @@ Cheap by construction: the crop boxes are drawn from the stored width and height
 decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that still gives both crops at least their output resolution
 (PIL's draft mode), or, when no reduction applies, by libjpeg-turbo through TurboJPEG (simplejpeg) straight into
 one array (no PIL image, no copy of the bytes); each crop's source region alone is copied out channels-last and
-resized (antialiased bicubic on uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4 floats
-of boxes and 2 flags. Full-scale decode of the synthetic 640x480 JPEGs (124 KB) on one thread of the development
-machine, min / median of 15 interleaved passes over 128 images, two runs: simplejpeg 1.77-1.80 / 1.99-2.59 ms,
-torchvision 1.89-1.96 / 2.05-2.71 ms, PIL 2.45-2.99 / 3.20-3.44 ms. Resizing one crop (about 400x400 -> 224),
-min / median of 15 interleaved passes over 64 crops: 0.44 / 0.46 ms from a contiguous channels-last copy of the
-region, 0.57 / 0.67 ms from the strided window, 1.01 / 1.39 ms from a channels-first copy; the pixels are the
-same. `croc bench data` prints the whole stage's images/s on one core (ours_kernel_...).
+resized (antialiased bicubic on uint8), and only uint8 views travel on (2 x 3 x S x S bytes per image) with 2 x 4
+floats of boxes and 2 flags. The measurements behind these choices (decoders, resizing from a channels-last copy)
+and `croc bench data`'s figures for the whole stage are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -105,7 +101,7 @@ def two_views(data: bytes, width: int, height: int, size: int, generator: torch.
         t0, l0 = math.floor(top * sy), math.floor(left * sx)
         t1, l1 = min(decoded_h, math.ceil((top + h) * sy)), min(decoded_w, math.ceil((left + w) * sx))
         # Copied out first: torch's vectorised uint8 kernel wants a contiguous channels-last input; a strided
-        # window of the frame costs about 30 % more per view even counting the copy (see the module docstring).
+        # window of the frame costs more per view even counting the copy (docs/benchmarks.md, `croc bench data`).
         region = frame[:, :, t0:t1, l0:l1].contiguous(memory_format=torch.channels_last)
         crop = F.interpolate(region, size=(size, size), mode="bicubic", antialias=True)[0].numpy()  # [3, S, S]
         views[v] = crop[:, :, ::-1] if flips[v] else crop
