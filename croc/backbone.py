@@ -73,8 +73,3 @@ def backbone_forward(model: nn.Module, images: torch.Tensor, with_qkv: bool) -> 
     x = model.norm(x)
     prefix = model.num_prefix_tokens
     return BackboneOutput(x[:, 0], x[:, prefix:], qkv)
-
-
-def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The backbone's weights with timm's names (for safetensors export)."""
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

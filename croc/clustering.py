@@ -174,18 +174,6 @@ def split_views(plan: torch.Tensor) -> torch.Tensor:
     return per_view / torch.where(sums > 0, sums, torch.ones_like(sums))
 
 
-def cluster_joint_tokens(
-    joint: JointTokens,
-    positions: torch.Tensor,
-    config: ClusteringConfig,
-    init_idx: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> Clusters:
-    """Locate: cluster Q joint problems. positions [Q, n, 2]; init_idx [Q, K] optional (sampled when None)."""
-    with torch.autocast(device_type=joint.tokens.device.type, enabled=False):
-        return _cluster(joint, positions.float(), config, init_idx, generator)
-
-
 def _cluster(
     joint: JointTokens,
     positions: torch.Tensor,

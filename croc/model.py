@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from croc.backbone import QKV_INDEX, BackboneOutput, backbone_forward, create_backbone
-from croc.clustering import Clusters, check_inputs, cluster_views, mean_cls_norm, view_centroids
+from croc.clustering import check_inputs, cluster_views, mean_cls_norm, view_centroids
 from croc.config import ModelConfig, TrainConfig
 from croc.heads import ProjectionHead
 from croc.losses import CentroidLoss, ImageLoss
@@ -55,13 +55,6 @@ class Network(nn.Module):
 
     def forward(self, images: torch.Tensor, assignments: torch.Tensor | None = None, heads: int = 1) -> NetworkOutput:
         return self.logits(self.features(images), assignments, heads)
-
-
-class TeacherOutput(NamedTuple):
-    cls_logits: torch.Tensor  # [2, B, out_dim]
-    centroid_logits: torch.Tensor | None  # [2, R, out_dim_c]
-    clusters: Clusters | None
-    heads: int
 
 
 def clustered_tokens(features: BackboneOutput, tokens: str) -> torch.Tensor:

@@ -247,10 +247,6 @@ class StandardisedPCA:
         y = torch.einsum("dc,bchw->bdhw", weight, tokens.float())
         return y + bias.view(1, -1, 1, 1)
 
-    def project_vectors(self, x: torch.Tensor) -> torch.Tensor:
-        """x [n, C] -> [n, d] float32."""
-        return x.float() @ self.weight.T.float() + self.bias.float()
-
 
 def channel_statistics(tokens: torch.Tensor, out: tuple[int, int], batch_size: int,
                        progress: Progress | None = None) -> UpsampledChannelStats:
