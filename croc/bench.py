@@ -38,7 +38,8 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def bench_config(args: argparse.Namespace, method: str) -> TrainConfig:
+def bench_config(args: argparse.Namespace, method: str) -> tuple[TrainConfig, int]:
+    """The step's settings from the command line, and the number of steps the run takes in all."""
     model = ModelConfig(arch=args.arch, patch_size=args.patch_size, drop_path_rate=0.1, out_dim=args.out_dim,
                         out_dim_c=args.out_dim_c)
     clustering = ClusteringConfig(n_init=args.k, n_centroids_max=args.n_centroids_max, lambda_pos=args.lambda_pos)

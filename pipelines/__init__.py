@@ -1,1 +1,4 @@
-"""Orchestration of the CrOC method: command line, demo, and (later) Ray Data / Train / Tune and MLflow."""
+"""Orchestration of the CrOC method: the `croc` command line, Ray Data, Ray Train, Ray Tune, Ray tasks and MLflow.
+
+The layers and the data flow are described in docs/architecture.md.
+"""

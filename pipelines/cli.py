@@ -26,7 +26,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 @app.command()
 def demo(
-    smoke: bool = typer.Option(False, "--smoke", help="the one-minute variant (CI runs it)"),
+    smoke: bool = typer.Option(False, "--smoke", help="the short variant (CI runs it)"),
     in_process: bool = typer.Option(False, "--in-process", help="no Ray, no MLflow: the method alone, on the CPU"),
     method: str = typer.Option("croc", help="croc or dino"),
 ) -> None:

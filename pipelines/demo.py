@@ -1,7 +1,8 @@
 """The embedded demo: a short in-process CrOC pre-training on CPU on procedurally generated scenes.
 
 It exercises the whole method core (augmentation, teacher pass, online clustering, both losses, update, EMA)
-and prints losses and throughput. Later issues run the full pipeline (Ray Data, Ray Train, evaluations, MLflow).
+and prints losses and throughput: `croc demo --in-process`. The full pipeline (Ray Data, Ray Train, evaluations,
+MLflow) is `croc demo` without that flag, which runs `pipelines/pretrain.py` on the synthetic configs.
 """
 
 from __future__ import annotations
