@@ -51,7 +51,7 @@ class PropagationConfig:
     n_last_frames: int = 7  # most recent frames used as context, besides the first
     neighborhood: int = 12  # sources at most this many patches away in both axes; 0 = no restriction
     topk: int = 5  # sources kept per target token, jointly over all context frames
-    upsample: int = 16  # bilinear upsampling factor of the soft labels (= patch size)
+    upsample: int | None = None  # bilinear upsampling factor of the soft labels; None = the patch size, as DINO
     max_videos: int | None = None  # the first videos of the split only (smoke runs)
 
     def __post_init__(self) -> None:
@@ -63,7 +63,7 @@ class PropagationConfig:
             "n_last_frames >= 0": self.n_last_frames >= 0,
             "neighborhood >= 0": self.neighborhood >= 0,
             "topk >= 1": self.topk >= 1,
-            "upsample >= 1": self.upsample >= 1,
+            "upsample is None or >= 1": self.upsample is None or self.upsample >= 1,
             "max_videos is None or >= 1": self.max_videos is None or self.max_videos >= 1,
         }
         bad = [rule for rule, ok in checks.items() if not ok]
@@ -263,4 +263,4 @@ def propagate_video(features: FeatureExtractor, frames: Iterable[FrameSource], f
         soft = propagate_frame(target_feats, context_feats, context_labels, near, config.temperature,
                                config.topk)  # [K, N]
         recent.append((target_feats, soft))
-        yield soft_labels_to_mask(soft.view(num_labels, *grid), config.upsample, frame_size).cpu()
+        yield soft_labels_to_mask(soft.view(num_labels, *grid), config.upsample or patch, frame_size).cpu()

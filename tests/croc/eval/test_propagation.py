@@ -257,3 +257,26 @@ def test_run_davis_on_the_synthetic_benchmark(synthetic_davis, tmp_path):
                                                                                        size_multiple=16, max_videos=1))
     assert one.videos == synthetic_davis.videos[:1]
     assert [row["video"] for row in one.summary["per_object"]] == [one.videos[0]] * len(one.summary["per_object"])
+
+
+class ColourFeatures8(ColourFeatures):
+    patch_size = 8
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H/8, W/8]
+        return F.avg_pool2d(images, 8)
+
+
+@pytest.mark.parametrize(("features", "upsample", "factor"), [
+    (ColourFeatures(), None, 16), (ColourFeatures8(), None, 8), (ColourFeatures8(), 4, 4)])
+def test_soft_labels_are_upsampled_by_the_patch_size_unless_set(monkeypatch, features, upsample, factor):
+    """DINO upsamples the soft labels by the backbone's patch size: 8 for a /8 backbone, not a fixed 16."""
+    import croc.eval.propagation as propagation
+
+    seen, original = [], propagation.soft_labels_to_mask
+    monkeypatch.setattr(propagation, "soft_labels_to_mask",
+                        lambda soft, up, size: seen.append((tuple(soft.shape[1:]), up)) or original(soft, up, size))
+    images, masks = coloured_video(frames=3)
+    config = PropagationConfig(short_side=128, size_multiple=16, upsample=upsample)
+    predicted = list(propagate_video(features, images, torch.from_numpy(masks[0]), config))
+    grid = (128 // features.patch_size, 192 // features.patch_size)
+    assert seen == [(grid, factor)] * 2 and all(p.shape == (128, 192) for p in predicted)
