@@ -19,15 +19,16 @@ from croc.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DINO_VIDEO_STD = (0.228, 0.224, 0.225)  # DINO's DAVIS script (color_normalize) divides red by 0.228
 
 
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, 3, H, W] (0..255) or float in [0, 1] -> float32 normalised with the ImageNet mean/std."""
+def normalize_images(images: torch.Tensor, std: tuple[float, float, float] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 [B, 3, H, W] (0..255) or float in [0, 1] -> float32 normalised with the ImageNet mean and `std`."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise InputError(f"images: expected [B, 3, H, W], got {list(images.shape)}")
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -6,7 +6,8 @@ A frame's labels are a weighted average of the labels of context frames (the fir
 - Frames: short side `short_side`, long side rounded DOWN to a multiple of `size_multiple` (854x480 -> 832x480;
   a square frame has its width rounded, as DINO's read_frame does). Resampling is bilinear, align_corners=False,
   without antialiasing: torch's equivalent of cv2.resize(INTER_LINEAR), which DINO uses.
-- Features: `features(normalised frame)` (DenseFeatures: last block through the final norm), L2-normalised per
+- Features: `features(normalised frame)` (mean 0.485/0.456/0.406, std 0.228/0.224/0.225 as in DINO's
+  color_normalize; DenseFeatures: last block through the final norm), L2-normalised per
   token, computed once per frame; only the first frame's and the `n_last_frames` latest frames' are kept.
 - First-frame labels: the annotation (void 255 -> background 0) nearest-resized to the patch grid (exactly as
   PIL's NEAREST, which DINO's read_seg uses), one-hot with K = max id + 1 channels (the max id
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from croc.errors import InputError
-from croc.eval.features import normalize_images
+from croc.eval.features import DINO_VIDEO_STD, normalize_images
 
 VOID = 255
 
@@ -208,7 +209,7 @@ def soft_labels_to_mask(soft: torch.Tensor, upsample: int, size: tuple[int, int]
 def _frame_tokens(features: FeatureExtractor, frame: torch.Tensor, size: tuple[int, int],
                   grid: tuple[int, int], device: torch.device | str) -> torch.Tensor:
     """uint8 [3, H, W] -> L2-normalised tokens [h*w, C] of the frame resized to `size`."""
-    image = normalize_images(resize_frame(frame.to(device), size))  # [1, 3, h*p, w*p]
+    image = normalize_images(resize_frame(frame.to(device), size), DINO_VIDEO_STD)  # [1, 3, h*p, w*p]
     dense = features(image)  # [1, C, h, w]
     if tuple(dense.shape[-2:]) != tuple(grid):
         raise InputError(f"features of a {size[0]}x{size[1]} frame have grid {tuple(dense.shape[-2:])}, "

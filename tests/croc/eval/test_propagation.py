@@ -280,3 +280,20 @@ def test_soft_labels_are_upsampled_by_the_patch_size_unless_set(monkeypatch, fea
     predicted = list(propagate_video(features, images, torch.from_numpy(masks[0]), config))
     grid = (128 // features.patch_size, 192 // features.patch_size)
     assert seen == [(grid, factor)] * 2 and all(p.shape == (128, 192) for p in predicted)
+
+
+def test_frames_are_normalised_as_dinos_davis_script():
+    """DINO's color_normalize: mean (0.485, 0.456, 0.406), std (0.228, 0.224, 0.225) (red 0.228, not 0.229)."""
+
+    class Recorder(ColourFeatures):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            self.seen = images
+            return super().forward(images)
+
+    features = Recorder()
+    frame = torch.full((3, 128, 192), 200, dtype=torch.uint8)
+    mask = torch.zeros(128, 192, dtype=torch.int64)
+    mask[:64] = 1
+    list(propagate_video(features, [frame, frame], mask, PropagationConfig(short_side=128, size_multiple=16)))
+    expected = [(200 / 255 - 0.485) / 0.228, (200 / 255 - 0.456) / 0.224, (200 / 255 - 0.406) / 0.225]
+    torch.testing.assert_close(features.seen[0, :, 5, 7], torch.tensor(expected), rtol=1e-6, atol=1e-6)
