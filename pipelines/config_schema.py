@@ -159,6 +159,10 @@ class OptimSection(Section):
     def _warmup_within_training(self) -> OptimSection:
         if self.warmup_epochs > self.epochs:
             raise rule_error(f"optim.warmup_epochs={self.warmup_epochs} must be <= optim.epochs={self.epochs}")
+        peak = self.lr * self.batch_size / 256  # the schedule's peak (lr is per 256 images)
+        if self.min_lr > peak:
+            raise rule_error(f"optim.min_lr={self.min_lr:g} must be <= the peak learning rate optim.lr x "
+                             f"optim.batch_size / 256 = {self.lr:g} x {self.batch_size} / 256 = {peak:g}")
         return self
 
 

@@ -46,4 +46,5 @@ def absolute_tracking_uri(value: str) -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    # allow_inf_nan=False: `.inf` / `.nan` (YAML) or "inf" (an override) are refused for every float setting
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)

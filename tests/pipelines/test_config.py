@@ -200,11 +200,23 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, key, shown, all
     (["optim.epochs=5", "optim.warmup_epochs=10"], ["optim.warmup_epochs", "optim.epochs"], ["10", "5"]),
     (["data.source=shards"], ["data.shard_dir", "data.source"], ["None", "shards"]),
     (["data.image_size=100"], ["data.image_size", "model.patch_size"], ["100", "16"]),
+    (["optim.lr=5e-4", "optim.batch_size=64", "optim.min_lr=2e-4"], ["optim.min_lr", "optim.lr", "optim.batch_size"],
+     ["0.0002", "0.0005", "64", "0.000125"]),  # the peak is lr x batch / 256 = 1.25e-4 < min_lr
 ])
 def test_cross_field_rules_name_both_keys(overrides, keys, values):
     message = error_of(*overrides)
     for text in keys + values:
         assert text in message
+
+
+@pytest.mark.parametrize("override", [
+    "optim.lr=.inf", "optim.lr=inf", "optim.weight_decay=.nan", "optim.min_lr=inf", "clustering.lambda_pos=.inf",
+    "method.teacher_temp=inf", "method.student_temp=-.inf", "evaluation.linear.lr=nan", "data.global_scale=[0.2, .inf]",
+])
+def test_non_finite_numbers_are_refused_for_every_float_setting(override):
+    key = override.split("=")[0]
+    message = error_of(override)
+    assert f"{key}" in message and "finite number" in message and "Traceback" not in message
 
 
 def test_every_problem_is_listed_once_per_line():
@@ -319,7 +331,7 @@ def test_empty_sections_mean_defaults(tmp_path):
 
 def test_dump_round_trip(tmp_path, monkeypatch):
     for path in SHIPPED:
-        cfg = load_config(path, ["optim.lr=3e-5", "evaluation.tasks=[davis]"])
+        cfg = load_config(path, ["optim.lr=1e-3", "evaluation.tasks=[davis]"])
         text = dump_config(cfg)
         assert isinstance(yaml.safe_load(text), dict)
         saved = tmp_path / f"{path.stem}.yaml"

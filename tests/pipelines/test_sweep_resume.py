@@ -89,14 +89,14 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_plan_is_the_same_on_every_call_and_keys_name_the_trials(tmp_path: Path) -> None:
     body = (f"name: plan\nbase: {SMOKE}\nnum_samples: 2\nsearch_space:\n  clustering.n_init: {{grid: [4, 6]}}\n"
-            "  optim.lr: {loguniform: [1.0e-4, 1.0e-2]}\n  method.tokens: {choice: [keys, values]}\n")
+            "  optim.lr: {loguniform: [1.0e-3, 1.0e-2]}\n  method.tokens: {choice: [keys, values]}\n")
     (tmp_path / "s.yaml").write_text(body)
     sweep, _ = load_sweep(tmp_path / "s.yaml")
     first, again = plan_trials(sweep), plan_trials(sweep)
     assert first == again
     assert [t.key for t in first] == ["t000", "t001", "t002", "t003"]
     assert [t.overrides["clustering.n_init"] for t in first] == [4, 6, 4, 6]
-    assert all(1e-4 <= t.overrides["optim.lr"] < 1e-2 and t.overrides["method.tokens"] in ("keys", "values")
+    assert all(1e-3 <= t.overrides["optim.lr"] < 1e-2 and t.overrides["method.tokens"] in ("keys", "values")
                for t in first)
     assert len({t.overrides["optim.lr"] for t in first}) == 4  # each trial draws its own sample
 
