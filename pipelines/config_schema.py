@@ -20,7 +20,15 @@ if TYPE_CHECKING:  # the method (torch) and the data pipeline (Ray) are imported
     from pipelines.data_pipeline import DataSettings
 
 from pipelines.eval_schema import EVAL_DATASETS, EVAL_TASKS, EvaluationSection
-from pipelines.schema_base import SQLITE, Section, absolute_path, absolute_tracking_uri, check_name, rule_error
+from pipelines.schema_base import (
+    SQLITE,
+    Section,
+    absolute_path,
+    absolute_tracking_uri,
+    check_name,
+    check_tracking_scheme,
+    rule_error,
+)
 
 __all__ = ["EVAL_DATASETS", "EVAL_TASKS", "EvaluationSection", "PretrainConfig"]
 
@@ -198,7 +206,7 @@ class TrackingSection(Section):
     def _absolute(cls, value: Any) -> Any:
         if value is None:
             return SQLITE + absolute_path("mlflow.db")
-        return absolute_tracking_uri(value) if isinstance(value, str) else value
+        return check_tracking_scheme(absolute_tracking_uri(value)) if isinstance(value, str) else value
 
 
 class PretrainConfig(Section):

@@ -35,6 +35,20 @@ def absolute_path(value: str) -> str:
     return str(Path(os.path.expanduser(value)).absolute())
 
 
+# Tracking stores MLflow can use: database URIs (dialect[+driver]://), a server, Databricks, a local folder (file:)
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks", "databricks-uc",
+                    "uc")
+
+
+def check_tracking_scheme(uri: str) -> str:
+    """A tracking URI whose scheme MLflow cannot store runs in (ftp://, s3://, a typo) is refused at config time."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri.split("/", 1)[0] or "://" in uri else None
+    if uri.startswith("/") or scheme is None or scheme in TRACKING_SCHEMES:
+        return uri
+    raise ValueError(f"scheme {scheme!r} is not a tracking store MLflow can use; use one of "
+                     f"{', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db or http://host:5000), or a local path")
+
+
 def absolute_tracking_uri(value: str) -> str:
     """sqlite:///relative.db -> sqlite:////abs/relative.db; a plain path -> absolute; other URIs kept."""
     if value.startswith(SQLITE):

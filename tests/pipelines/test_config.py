@@ -367,3 +367,15 @@ def test_config_hash_ignores_where_a_run_writes(tmp_path) -> None:
     moved = apply_overrides(cfg, [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri=sqlite:///{tmp_path}/x.db"])
     assert config_hash(moved) == config_hash(cfg)
     assert config_hash(apply_overrides(cfg, ["optim.lr=0.001"])) != config_hash(cfg)
+
+
+@pytest.mark.parametrize("uri", ["ftp://x", "s3://bucket/runs", "gs://b/x", "htp://typo:5000"])
+def test_a_tracking_uri_mlflow_cannot_store_runs_in_is_refused_at_load(uri):
+    message = error_of(f"tracking.tracking_uri={uri}")
+    assert "tracking.tracking_uri" in message and uri.split(":")[0] in message and "sqlite" in message
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///m.db", "http://localhost:5000", "https://h", "postgresql+psycopg2://u@h/d",
+                                 "databricks", "file:///tmp/mlruns", "/tmp/mlruns"])
+def test_tracking_stores_mlflow_can_use_are_accepted(uri):
+    assert base(f"tracking.tracking_uri={uri}").tracking.tracking_uri.endswith(uri.split("///")[-1].split("//")[-1])
