@@ -14,11 +14,13 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from croc.errors import InputError
+from croc.eval.backbones import load_backbone
 from pipelines.config import PretrainConfig
 from pipelines.evaluate import (
     EvalBoard,
     EvalSummary,
     check_resources,
+    check_roots,
     collect,
     eval_requests,
     failures,
@@ -53,6 +55,10 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
     # the store and the experiment exist before the tasks start (concurrent first use of a sqlite store races)
     experiment_id(MlflowClient(cfg.tracking.tracking_uri), cfg.tracking.experiment or cfg.name)
     loadable, parent_run_id = resolve_checkpoint(checkpoint, cfg.tracking.tracking_uri)
+    # before Ray starts, not inside each task (which left a FAILED run per task): the checkpoint loads (weights
+    # only; a known random:/stats: spec) and every task's dataset root is there
+    load_backbone(loadable)
+    check_roots(cfg, tasks)
     method, source_tags = "external", {"croc.checkpoint_source": checkpoint}
     if parent_run_id:
         parent = MlflowClient(cfg.tracking.tracking_uri).get_run(parent_run_id)

@@ -104,3 +104,29 @@ def test_all_checkpoints_are_evaluated_while_training_goes_on(tmp_path: Path, ra
 def test_an_evaluation_label_names_a_folder_inside_the_output_folder(label: str, folder: str) -> None:
     assert label_folder(label) == folder
     assert (Path("/out") / label_folder(label)).resolve().parent == Path("/out")
+
+
+@pytest.mark.parametrize(("checkpoint", "extra", "words"), [
+    ("/nowhere/backbone.safetensors", [], ["/nowhere/backbone.safetensors", "not found"]),
+    ("random:vit_huge", [], ["random:vit_huge", "vit_tiny"]),
+    ("stats:bogus", [], ["stats:bogus", "texture"]),
+    ("random:vit_tiny", ["evaluation.datasets.synthetic=false", "evaluation.datasets.voc=/nowhere/voc"],
+     ["evaluation.datasets.voc", "/nowhere/voc", "not a folder"]),
+    ("random:vit_tiny", ["evaluation.datasets.synthetic=false"], ["evaluation.datasets.voc", "linear:voc"]),
+])
+def test_evaluate_refuses_a_bad_checkpoint_or_dataset_root_before_ray_starts(tmp_path: Path, monkeypatch, checkpoint,
+                                                                           extra, words) -> None:
+    import ray
+
+    import pipelines.pretrain
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Ray was started before the inputs were checked")
+
+    monkeypatch.setattr(ray, "init", forbidden)
+    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbidden)
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", checkpoint, "--tasks", "linear:voc", "--config",
+                                      str(SMOKE), f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                                      f"data.synthetic.out_dir={tmp_path / 'bench'}", *extra])
+    assert result.exit_code == 2, result.output
+    assert all(word in result.output for word in words), result.output
