@@ -132,20 +132,67 @@ def write_shards(images: Sequence[ImageRecord], out_dir: str | Path, images_per_
 
 
 def load_manifest(shard_dir: str | Path) -> dict[str, Any]:
-    """Read and check a shard folder's manifest; every listed shard must exist."""
+    """Read and check a shard folder's manifest against its shards, before any training resource starts.
+
+    Checked: the manifest is JSON with a `shards` list of {file, rows}; every listed shard exists inside the folder;
+    each shard's parquet footer is readable, holds the listed rows and the shard schema; the rows add up to
+    `num_images`, which is not 0. Footers only: cheap, and no image is decoded.
+    """
     folder = Path(shard_dir)
     path = folder / MANIFEST
     if not path.exists():
         raise InputError(f"{path} not found: prepare shards first (`croc data prepare ... --out {folder}`)")
-    manifest = json.loads(path.read_text())
+    manifest = _read_manifest(path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: format_version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
-    missing = [s["file"] for s in manifest["shards"] if not (folder / s["file"]).exists()]
+    entries = manifest["shards"]
+    missing = [s["file"] for s in entries if not (folder / s["file"]).exists()]
     if missing:
         raise InputError(f"{folder}: shards listed in the manifest are missing: {', '.join(missing[:5])}")
+    listed = sum(s["rows"] for s in entries)
+    if manifest["num_images"] != listed:
+        raise InputError(f"{path}: num_images is {manifest['num_images']} but its shards list {listed} rows; "
+                         "prepare the shards again")
+    for entry in entries:
+        _check_footer(folder / entry["file"], entry["rows"])
     if manifest["num_images"] == 0:
-        raise InputError(f"{folder}: the shards hold no images (all {manifest['num_skipped']} were unreadable)")
+        raise InputError(f"{folder}: the shards hold no images (all {manifest.get('num_skipped', 0)} were unreadable)")
     return manifest
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest's JSON, with the fields training relies on present and typed."""
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not a JSON manifest ({error}); prepare the shards again") from None
+    entries = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not isinstance(manifest.get("num_images"), int):
+        raise InputError(f"{path}: a manifest needs a 'shards' list and an integer 'num_images'; prepare the "
+                         "shards again")
+    for entry in entries:
+        ok = (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("rows"), int)
+              and entry["rows"] >= 0 and entry["file"] not in ("", ".", "..")
+              and Path(entry["file"]).name == entry["file"])  # a plain name: nothing outside the folder
+        if not ok:
+            raise InputError(f"{path}: bad shard entry {entry!r} (needs a file name inside the folder and rows >= 0)")
+    return manifest
+
+
+def _check_footer(shard: Path, rows: int) -> None:
+    """The shard's parquet footer is readable, has the shard schema and `rows` rows."""
+    try:
+        metadata = pq.ParquetFile(shard).metadata
+        schema = metadata.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{shard} is not a readable parquet shard ({error}); prepare the shards again") from None
+    absent = [f"{field.name}: {field.type}" for field in SCHEMA
+              if field.name not in schema.names or schema.field(field.name).type != field.type]
+    if absent:
+        raise InputError(f"{shard}: not a shard of this project (missing or mistyped columns {', '.join(absent)})")
+    if metadata.num_rows != rows:
+        raise InputError(f"{shard} holds {metadata.num_rows} rows but the manifest lists {rows}; prepare the "
+                         "shards again")
 
 
 def shard_paths(shard_dir: str | Path, manifest: dict[str, Any] | None = None) -> list[Path]:

@@ -111,3 +111,59 @@ def test_manifest_errors_name_the_problem(tmp_path: Path) -> None:
         shards.load_manifest(tmp_path / "out")
     with pytest.raises(InputError, match="no images"):
         shards.write_shards([], tmp_path / "empty")
+
+
+def _prepared(tmp_path: Path) -> tuple[Path, dict]:
+    records = write_images(tmp_path / "images", 5)
+    manifest = shards.write_shards(records, tmp_path / "out", images_per_shard=2)
+    return tmp_path / "out", manifest
+
+
+def _rewrite(folder: Path, manifest: dict, **changes) -> None:
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+
+
+def test_a_manifest_that_is_not_json_or_lacks_its_fields_is_refused(tmp_path: Path) -> None:
+    folder, manifest = _prepared(tmp_path)
+    (folder / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="not a JSON manifest"):
+        shards.load_manifest(folder)
+    for broken in ({k: v for k, v in manifest.items() if k != "shards"}, {**manifest, "shards": "x"},
+                   {**manifest, "num_images": "5"}, [1, 2]):
+        (folder / "manifest.json").write_text(json.dumps(broken))
+        with pytest.raises(InputError, match="'shards' list and an integer 'num_images'"):
+            shards.load_manifest(folder)
+    for entry in ({"file": "../elsewhere.parquet", "rows": 2}, {"file": "shard-00000.parquet", "rows": -1},
+                  {"file": "..", "rows": 0}, {"rows": 2}):
+        _rewrite(folder, manifest, shards=[entry, *manifest["shards"][1:]])
+        with pytest.raises(InputError, match="bad shard entry"):
+            shards.load_manifest(folder)
+
+
+def test_a_manifest_that_claims_more_images_than_its_shards_hold_is_refused(tmp_path: Path) -> None:
+    folder, manifest = _prepared(tmp_path)
+    _rewrite(folder, manifest, num_images=7)  # 5 rows listed
+    with pytest.raises(InputError, match="num_images is 7 but its shards list 5 rows"):
+        shards.load_manifest(folder)
+    entries = [dict(s) for s in manifest["shards"]]
+    entries[0]["rows"] = 3  # the shard's footer says 2
+    _rewrite(folder, manifest, shards=entries, num_images=6)
+    with pytest.raises(InputError, match=r"shard-00000\.parquet holds 2 rows but the manifest lists 3"):
+        shards.load_manifest(folder)
+
+
+def test_a_truncated_or_foreign_shard_is_refused_before_training(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder, _ = _prepared(tmp_path)
+    shard = folder / "shard-00001.parquet"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # truncated: the footer is gone
+    with pytest.raises(InputError, match=r"shard-00001\.parquet is not a readable parquet shard"):
+        shards.load_manifest(folder)
+    pq.write_table(pa.table({"id": ["a", "b"], "pixels": [b"x", b"y"]}), shard)  # another schema, 2 rows
+    with pytest.raises(InputError, match=r"shard-00001\.parquet: not a shard of this project.*image: binary"):
+        shards.load_manifest(folder)
+    shard.write_bytes(data)
+    assert shards.load_manifest(folder)["num_images"] == 5
