@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,9 +34,21 @@ SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("image", pa.b
                     ("width", pa.int32()), ("height", pa.int32())])
 
 
+MAX_IMAGE_PIXELS = 64_000_000  # larger images are listed as skipped, like undecodable ones (COCO's are < 0.5 MP)
+
+
 def probe_image(data: bytes) -> tuple[int, int]:
-    """Fully decode encoded image bytes -> (width, height); raises on anything that is not a readable image."""
-    with Image.open(io.BytesIO(data)) as image:
+    """Fully decode encoded image bytes -> (width, height); raises on anything that is not a readable image, and
+    on an image over MAX_IMAGE_PIXELS (checked from the header, before decoding: a 12000 x 12000 PNG costs about
+    10 s to decode on every epoch)."""
+    with warnings.catch_warnings():  # PIL's DecompressionBombWarning: the limit below is the project's rule
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{width}x{height} = {width * height:,} pixels, over the limit of "
+                             f"{MAX_IMAGE_PIXELS:,} (croc.data.shards.MAX_IMAGE_PIXELS)")
         image.load()
         return image.size
 

@@ -167,3 +167,20 @@ def test_a_truncated_or_foreign_shard_is_refused_before_training(tmp_path: Path)
         shards.load_manifest(folder)
     shard.write_bytes(data)
     assert shards.load_manifest(folder)["num_images"] == 5
+
+
+def test_an_oversized_image_is_listed_as_skipped_without_decoding(tmp_path: Path, monkeypatch) -> None:
+    """A 12000 x 12000 PNG (144 MP; compressed to a few KB) is refused from its header and listed like an
+    undecodable image; the other images are sharded."""
+    records = write_images(tmp_path / "images", 2)
+    huge = tmp_path / "images" / "huge.png"
+    Image.new("1", (12000, 12000)).save(huge)
+    records.append(ImageRecord("img/huge", "train2017", huge))
+    with monkeypatch.context() as patch:  # refused from the header: decoding it would fail this test
+        patch.setattr(Image.Image, "load", lambda self: pytest.fail("the oversized image was decoded"))
+        with pytest.raises(ValueError, match="12000x12000 = 144,000,000 pixels, over the limit of 64,000,000"):
+            shards.probe_image(huge.read_bytes())
+    manifest = shards.write_shards(records, tmp_path / "out", images_per_shard=4)
+    assert manifest["num_images"] == 2 and manifest["num_skipped"] == 1
+    (skipped,) = manifest["shards"][0]["skipped"]
+    assert skipped["id"] == "img/huge" and "over the limit" in skipped["error"]
