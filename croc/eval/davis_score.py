@@ -25,11 +25,14 @@ def read_prediction(path: Path, expected_shape: tuple[int, int], annotation: Pat
     """The predicted ids uint8 [H, W] of `path`; InputError if missing, not single-channel, or of another size."""
     if not path.is_file():
         raise InputError(f"prediction missing: expected {path} (for annotation {annotation})")
-    with Image.open(path) as image:
-        if image.mode not in PREDICTION_MODES:
-            raise InputError(f"prediction {path} has mode {image.mode!r}: expected an indexed ('P') or grey ('L') "
-                             "PNG holding one object id per pixel")
-        ids = np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            if image.mode not in PREDICTION_MODES:
+                raise InputError(f"prediction {path} has mode {image.mode!r}: expected an indexed ('P') or grey "
+                                 "('L') PNG holding one object id per pixel")
+            ids = np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL: not an image, truncated or corrupt data
+        raise InputError(f"prediction {path} is not a readable PNG ({type(error).__name__}: {error})") from None
     if ids.shape != expected_shape:
         raise InputError(f"prediction {path} is {ids.shape[0]}x{ids.shape[1]} (HxW) but its annotation {annotation} "
                          f"is {expected_shape[0]}x{expected_shape[1]}")

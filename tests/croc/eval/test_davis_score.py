@@ -106,3 +106,14 @@ def test_command_exits_2_on_a_missing_folder(davis, tmp_path):
                                                   "--davis-root", str(tmp_path / "no-davis")])
     assert bad_root.exit_code == 2
     assert "DAVIS root not found" in bad_root.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n truncated", b"GIF89a not a png at all"])
+def test_a_corrupt_prediction_png_exits_2_naming_the_file(davis, ground_truth_copy, content):
+    video = davis.videos[0]
+    target = sorted((ground_truth_copy / video).glob("*.png"))[1]
+    target.write_bytes(content)
+    result = CliRunner().invoke(command_app(), ["davis-score", "--predictions", str(ground_truth_copy),
+                                                "--davis-root", str(davis.root)])
+    assert result.exit_code == 2, result.output
+    assert f"prediction {target} is not a readable PNG" in result.stderr and "Traceback" not in result.output
