@@ -42,9 +42,10 @@ TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "
 
 def check_tracking_scheme(uri: str) -> str:
     """A tracking URI whose scheme MLflow cannot store runs in (ftp://, s3://, a typo) is refused at config time."""
-    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri.split("/", 1)[0] or "://" in uri else None
-    if uri.startswith("/") or scheme is None or scheme in TRACKING_SCHEMES:
+    match = URI.match(uri)  # no scheme: a local path, or a bare name such as 'databricks'
+    if match is None or match.group().removesuffix("://").split("+", 1)[0].lower() in TRACKING_SCHEMES:
         return uri
+    scheme = match.group().removesuffix("://")
     raise ValueError(f"scheme {scheme!r} is not a tracking store MLflow can use; use one of "
                      f"{', '.join(TRACKING_SCHEMES)} (e.g. sqlite:///mlflow.db or http://host:5000), or a local path")
 
