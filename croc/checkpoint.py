@@ -65,6 +65,16 @@ def save_training_state(folder: str | Path, *, model: torch.nn.Module, optimizer
     return path
 
 
+def load_failure_reason(error: Exception) -> str:
+    """torch's reason in one line, without its advice to load with weights_only=False (which would run the file)."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return line.split(". ")[0].strip()[:200]
+
+
 def load_training_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read folder/state.pt with weights_only=True; refuse anything that is not our training state."""
     path = Path(folder) / STATE_FILE
@@ -73,7 +83,9 @@ def load_training_state(folder: str | Path, map_location: str | torch.device = "
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle with foreign objects, truncated or tampered bytes
-        raise InputError(f"checkpoint {path} cannot be loaded safely (weights only): {error}") from error
+        raise InputError(f"checkpoint {path} cannot be loaded safely as weights only ({load_failure_reason(error)}):"
+                         " it was not written by this platform, or was altered since; remove its folder to resume "
+                         "from the checkpoint before it") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise InputError(f"{path} is not a CrOC training state (found {found!r}, expected {FORMAT!r})")

@@ -3,7 +3,8 @@
 Driver side: `view_dataset(...)` builds the dataset passed to `TorchTrainer(datasets={"train": ds})`.
 Worker side: `view_batches(...)` turns the worker's shard (`ray.train.get_dataset_shard("train")`) into exactly
 `steps_per_epoch` full batches, every worker the same number (Train splits with `equal=True`; a record that
-cannot be decoded is replaced by the next good one, so no row is lost).
+cannot be decoded is replaced by the next good one, so no step is lost, however many records are corrupt, as long
+as one decodes).
 Order: the shard files are shuffled with a seed, anew for each epoch (the same seed gives the same sequence
 of orders), then a seeded local shuffle buffer mixes rows. Crops are drawn fresh every epoch.
 """
@@ -66,7 +67,7 @@ def _decode_rows(batch: dict[str, np.ndarray], image_size: int, scale: tuple[flo
                  with_ids: bool) -> dict[str, np.ndarray]:
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
     out = decode_batch(batch["image"], batch["width"], batch["height"], batch["id"], image_size, generator, scale)
-    rows = {"views": out.views, "boxes": out.boxes, "flips": out.flips, "replaced": out.replaced}
+    rows = {"views": out.views, "boxes": out.boxes, "flips": out.flips, "replaced": out.replaced, "valid": out.valid}
     return {"id": batch["id"], **rows} if with_ids else rows
 
 
@@ -117,23 +118,58 @@ def steps_per_epoch(num_images: int, global_batch: int) -> int:
     return steps
 
 
+def _fill_invalid(batch: dict[str, torch.Tensor]) -> ViewBatch | None:
+    """A batch's views with rows that no record could fill (valid False) replaced by its valid rows, cycled;
+    None when the batch has no valid row."""
+    valid = batch["valid"].bool()
+    take = torch.arange(valid.numel())
+    if not bool(valid.all()):
+        good = torch.nonzero(valid).flatten()
+        if good.numel() == 0:
+            return None
+        bad = torch.nonzero(~valid).flatten()
+        take[bad] = good[torch.arange(bad.numel()) % good.numel()]
+    views = batch["views"][take].transpose(0, 1)  # [B, 2, ...] -> [2, B, ...]
+    return ViewBatch(views, batch["boxes"][take].transpose(0, 1), batch["flips"][take].transpose(0, 1).bool())
+
+
 def view_batches(shard: Any, batch_size: int, steps: int, settings: DataSettings,
                  epoch: int = 0) -> Iterator[tuple[ViewBatch, torch.Tensor]]:
-    """Exactly `steps` batches from a worker's shard -> (ViewBatch with views [2, B, 3, S, S], replaced count)."""
+    """Exactly `steps` batches from a worker's shard -> (ViewBatch with views [2, B, 3, S, S], replaced count).
+
+    Corrupt records never stop a run that has a decodable one: the decode stage replaces them within its call,
+    rows it could not fill are replaced here within the batch, a batch with none left is dropped and the steps it
+    leaves are made up at the end with the last good batch. All of them are counted in the replaced count.
+    """
     iterator = shard.iter_torch_batches(
         batch_size=batch_size, drop_last=True, prefetch_batches=settings.prefetch_batches,
         local_shuffle_buffer_size=settings.shuffle_buffer or None,
         local_shuffle_seed=settings.seed * 100_003 + epoch if settings.shuffle_buffer else None)
-    done = 0
+    done, rows, pending = 0, 0, torch.zeros((), dtype=torch.int64)
+    last_good: ViewBatch | None = None
     for batch in iterator:
-        views = batch["views"].transpose(0, 1)  # [B, 2, ...] -> [2, B, ...]
-        yield (ViewBatch(views, batch["boxes"].transpose(0, 1), batch["flips"].transpose(0, 1).bool()),
-               batch["replaced"].sum())
+        rows += batch_size
+        pending = pending + batch["replaced"].sum()
+        views = _fill_invalid(batch)
+        if views is None:
+            continue
+        last_good = views
+        yield views, pending
+        pending = torch.zeros((), dtype=torch.int64)
         done += 1
         if done == steps:
             return
-    raise InputError(f"the data shard ran out after {done} of {steps} batches of {batch_size}: "
-                     "the shards hold fewer images than their manifest says")
+    if rows < steps * batch_size:
+        raise InputError(f"the data shard ran out after {done} of {steps} batches of {batch_size}: "
+                         "the shards hold fewer images than their manifest says")
+    if last_good is None:
+        raise InputError(f"none of the {rows} records this worker read could be decoded (corrupt bytes, not images, "
+                         "or a stored width/height that differs from the image's): prepare the shards again with "
+                         "`croc data prepare`")
+    while done < steps:  # batches dropped for want of a decodable record: the last good one again, counted
+        yield last_good, pending + batch_size
+        pending = torch.zeros((), dtype=torch.int64)
+        done += 1
 
 
 def bytes_per_image(image_size: int) -> int:

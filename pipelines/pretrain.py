@@ -51,6 +51,7 @@ from pipelines.evaluate_run import evaluation_dir
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 from pipelines.tracking import check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
+from pipelines.worker_errors import worker_input_error
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
                 on_tick(exports[seen:])  # intermediate evaluations start now, training goes on
             seen = len(exports)
     if "error" in outcome:
+        cause = worker_input_error(outcome["error"])  # a worker's own one-line message, not Ray's traceback
+        if cause is not None:
+            raise cause from outcome["error"]
         raise outcome["error"]
     return outcome["result"]
 

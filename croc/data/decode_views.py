@@ -32,10 +32,11 @@ from croc.errors import InputError
 
 
 class DecodedViews(NamedTuple):
-    views: np.ndarray  # [n, 2, 3, S, S] uint8
+    views: np.ndarray  # [n, 2, 3, S, S] uint8 (zeros where not valid)
     boxes: np.ndarray  # [n, 2, 4] float32 (top, left, height, width) in the original image
     flips: np.ndarray  # [n, 2] bool
-    replaced: np.ndarray  # [n] bool, True where an undecodable record was replaced by the next good one
+    replaced: np.ndarray  # [n] bool, True where the record could not be decoded (replaced, or left invalid)
+    valid: np.ndarray  # [n] bool, False where neither the record nor any other of its batch could be decoded
 
 
 def draft_factor(boxes: Sequence[tuple[int, int, int, int]], size: int) -> int:
@@ -111,22 +112,30 @@ def two_views(data: bytes, width: int, height: int, size: int, generator: torch.
 
 def decode_batch(images: Sequence[bytes], widths: Sequence[int], heights: Sequence[int], ids: Sequence[str],
                  size: int, generator: torch.Generator, scale: tuple[float, float] = GLOBAL_SCALE) -> DecodedViews:
-    """Views for a batch of records; an undecodable record is replaced by the next good one (fresh crops)."""
+    """Views for a batch of records; an undecodable record is replaced by the next good one (fresh crops).
+
+    Never raises for bad bytes: a record that fails (corrupt, not an image, wrong stored size, or a decoder that
+    rejects at one scale what it took at another) is replaced by a donor from the batch, and where no donor
+    decodes either, its row is returned with `valid` False, for the consumer to replace (`view_batches`).
+    """
     n = len(images)
-    out = DecodedViews(np.empty((n, 2, 3, size, size), np.uint8), np.empty((n, 2, 4), np.float32),
-                       np.empty((n, 2), bool), np.zeros(n, bool))
-    good: list[int] = []
-    for i in range(n):
+    out = DecodedViews(np.zeros((n, 2, 3, size, size), np.uint8), np.zeros((n, 2, 4), np.float32),
+                       np.zeros((n, 2), bool), np.zeros(n, bool), np.zeros(n, bool))
+
+    def decode_into(row: int, source: int) -> bool:
         try:
-            out.views[i], out.boxes[i], out.flips[i] = two_views(images[i], int(widths[i]), int(heights[i]), size,
-                                                                 generator, scale)
-            good.append(i)
-        except Exception:  # corrupt bytes, not an image, wrong size: replaced below, counted
-            out.replaced[i] = True
-    if not good:
-        raise InputError(f"none of {n} consecutive records could be decoded (ids {', '.join(map(str, ids[:5]))}...)")
+            out.views[row], out.boxes[row], out.flips[row] = two_views(
+                images[source], int(widths[source]), int(heights[source]), size, generator, scale)
+        except Exception:  # corrupt bytes, not an image, wrong size, a decoder's refusal: counted by the caller
+            return False
+        out.valid[row] = True
+        return True
+
+    good = [i for i in range(n) if decode_into(i, i)]
+    out.replaced[:] = ~out.valid
     for i in np.flatnonzero(out.replaced):
-        donor = next((j for j in good if j > i), good[0])
-        out.views[i], out.boxes[i], out.flips[i] = two_views(images[donor], int(widths[donor]), int(heights[donor]),
-                                                             size, generator, scale)
+        donors = [j for j in good if j > i] + [j for j in good if j < i]  # the next good one first
+        for donor in donors:
+            if decode_into(int(i), donor):
+                break
     return out

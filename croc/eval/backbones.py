@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from croc.backbone import ARCHS, create_backbone
+from croc.checkpoint import load_failure_reason
 from croc.errors import InputError
 from croc.eval.patch_statistics import KINDS as STATISTICS
 from croc.eval.patch_statistics import PatchStatistics
@@ -51,7 +52,7 @@ def _read_weights_only(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # foreign pickled objects, truncated or tampered files
         raise InputError(f"checkpoint {path} cannot be loaded safely (weights only, argparse.Namespace allowed): "
-                         f"{error}") from error
+                         f"{load_failure_reason(error)}") from error
 
 
 def _strip(state: dict, prefix: str) -> dict[str, torch.Tensor]:

@@ -45,8 +45,11 @@ class Foreign:
 
 def test_foreign_or_tampered_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / STATE_FILE).write_bytes(pickle.dumps({"format": "croc-training-state-1", "x": Foreign()}))
-    with pytest.raises(InputError, match="cannot be loaded safely"):
+    with pytest.raises(InputError, match="cannot be loaded safely") as refused:
         load_training_state(tmp_path)
+    message = str(refused.value)
+    assert "Unsupported" in message and "\n" not in message  # torch's reason, on one line
+    assert "weights_only=False" not in message  # never torch's advice to run the file
     torch.save({"something": torch.zeros(2)}, tmp_path / STATE_FILE)
     with pytest.raises(InputError, match="not a CrOC training state"):
         load_training_state(tmp_path)

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from croc.data.pretrain_images import ImageRecord
@@ -135,3 +136,57 @@ def test_bench_data_prints_all_figures(tmp_path: Path) -> None:
     by_epoch = result["ours_ray_data_images_per_s_per_core_by_epoch"]
     assert len(by_epoch) == 3 and min(by_epoch) > 0
     assert result["ours_ray_data_images_per_s_per_core"] == max(by_epoch[1:])  # the best warm epoch
+
+
+class PreparedShard:
+    """Stands in for a worker's shard: `iter_torch_batches` yields the given decoded batches, as Ray's would."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches = batches
+
+    def iter_torch_batches(self, **_: object):
+        return iter(self.batches)
+
+
+def decoded(tags: list[int], valid: list[bool]) -> dict:
+    """A decoded batch whose rows' views are filled with their tag (so copies can be traced)."""
+    n = len(tags)
+    views = torch.tensor(tags, dtype=torch.uint8).view(n, 1, 1, 1, 1).expand(n, 2, 3, 2, 2).clone()
+    return {"views": views, "boxes": torch.zeros(n, 2, 4), "flips": torch.zeros(n, 2, dtype=torch.bool),
+            "replaced": ~torch.tensor(valid), "valid": torch.tensor(valid)}
+
+
+def tags_of(batch) -> list[int]:
+    return batch.views[0, :, 0, 0, 0].tolist()
+
+
+def test_rows_no_record_could_fill_are_replaced_in_the_batch_and_empty_batches_made_up() -> None:
+    settings = DataSettings(shard_dir="unused", image_size=2)
+    shard = PreparedShard([decoded([1, 2, 3, 4], [True] * 4), decoded([5, 6, 7, 8], [True, False, True, False]),
+                           decoded([9, 10, 11, 12], [False] * 4), decoded([13, 14, 15, 16], [True] * 4)])
+    out = list(view_batches(shard, 4, 3, settings))
+    assert [tags_of(b) for b, _ in out] == [[1, 2, 3, 4], [5, 5, 7, 7], [13, 14, 15, 16]]
+    assert [int(n) for _, n in out] == [0, 2, 4]  # the dropped batch's four rows are counted with the next
+    out = list(view_batches(shard, 4, 4, settings))  # the dropped batch is made up at the end: the last good again
+    assert [tags_of(b) for b, _ in out][3] == [13, 14, 15, 16] and int(out[3][1]) == 4
+    with pytest.raises(InputError, match="none of the 8 records this worker read could be decoded"):
+        list(view_batches(PreparedShard([decoded([1, 2, 3, 4], [False] * 4)] * 2), 4, 2, settings))
+    with pytest.raises(InputError, match="ran out after 1 of 3"):
+        list(view_batches(PreparedShard([decoded([1, 2, 3, 4], [True] * 4)]), 4, 3, settings))
+
+
+@pytest.mark.parametrize("corrupt", [(4,), (1, 4, 5, 9, 14, 18, 22), tuple(range(24))],
+                         ids=["one-record-alone-in-its-decode-call", "30-percent", "all"])
+def test_corrupt_records_short_of_all_never_stop_an_epoch(tmp_path: Path, ray_session, corrupt) -> None:
+    shard_dir = make_shards(tmp_path, 24, per_shard=5, corrupt=corrupt)  # row 4 ends its shard: a call of its own
+    settings = DataSettings(shard_dir=str(shard_dir), image_size=SIZE, decode_rows=4, shuffle_buffer=0)
+    dataset, manifest = view_dataset(settings)
+    steps = steps_per_epoch(manifest["num_images"], 4)  # 6
+    if len(corrupt) == 24:
+        with pytest.raises(InputError, match="none of the 24 records this worker read could be decoded"):
+            list(view_batches(dataset, 4, steps, settings))
+        return
+    batches = list(view_batches(dataset, 4, steps, settings))
+    assert len(batches) == steps
+    assert all(b.views.shape == (2, 4, 3, SIZE, SIZE) and b.views.flatten(1).any(1).all() for b, _ in batches)
+    assert sum(int(n) for _, n in batches) == len(corrupt)  # every row is read once: each corrupt one counted

@@ -165,3 +165,20 @@ def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path: Path, synthe
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith('{"bench": "train"'))
     assert '"plain_images_per_s"' in line and '"overhead_pct"' in line
+
+
+@pytest.mark.slow
+def test_shards_with_no_decodable_record_stop_with_the_workers_own_message(tmp_path: Path, ray_session) -> None:
+    """Every record corrupt: the user's last line is the worker's one-line reason, with exit status 2, not Ray's
+    wrapped traceback. (Any number short of all is skipped and counted: tests/pipelines/test_data_pipeline.py.)"""
+    from tests.pipelines.test_data_pipeline import make_shards
+
+    shard_dir = make_shards(tmp_path / "data", 16, per_shard=8, corrupt=tuple(range(16)))
+    result = CliRunner().invoke(app, [
+        "pretrain", "--config", str(SMOKE), "--run-name", "all-corrupt", "data.source=shards",
+        f"data.shard_dir={shard_dir}", "data.image_size=32", "optim.batch_size=8", "resources.num_workers=1",
+        "resources.max_failures=0", f"checkpoint.storage_path={tmp_path / 'runs'}",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "evaluation.tasks=[]"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: none of the") and "could be decoded" in last, result.output

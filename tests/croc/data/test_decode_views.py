@@ -59,10 +59,37 @@ def test_corrupt_records_are_replaced_by_the_next_good_one() -> None:
     images = [b"garbage", good, b"\x89PNG broken", good]
     out = decode_batch(images, [64] * 4, [48] * 4, ["a", "b", "c", "d"], 16, torch.Generator().manual_seed(1))
     assert out.replaced.tolist() == [True, False, True, False]
+    assert out.valid.all()
     assert out.views.shape == (4, 2, 3, 16, 16)
     assert (out.boxes[:, :, 2] > 0).all()
-    with pytest.raises(InputError, match="none of 2 consecutive records"):
-        decode_batch([b"x", b"y"], [4, 4], [4, 4], ["x", "y"], 16, torch.Generator())
+
+
+def test_a_batch_with_no_decodable_record_is_returned_invalid_not_raised() -> None:
+    out = decode_batch([b"x", b"y"], [4, 4], [4, 4], ["x", "y"], 16, torch.Generator())
+    assert out.replaced.tolist() == [True, True] and out.valid.tolist() == [False, False]
+    assert out.views.shape == (2, 2, 3, 16, 16) and not out.views.any()
+
+
+def test_a_donor_that_fails_on_its_second_decode_is_passed_over(monkeypatch) -> None:
+    """A decoder can refuse at one scale what it took at another (the replacement draws new crops): that donor is
+    skipped for the next, and with none left the row is invalid; nothing raises."""
+    good, flaky = coordinate_image(64, 48), coordinate_image(64, 48, "JPEG")
+    calls = {"flaky": 0}
+    real = decode_views.two_views
+
+    def two_views_with_a_flaky_record(data, *args, **kwargs):
+        if data is flaky:
+            calls["flaky"] += 1
+            if calls["flaky"] > 1:
+                raise ValueError("rejected by the fast decoder")
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(decode_views, "two_views", two_views_with_a_flaky_record)
+    out = decode_batch([b"bad", flaky, good], [64] * 3, [48] * 3, ["a", "b", "c"], 16, torch.Generator())
+    assert out.replaced.tolist() == [True, False, False] and out.valid.all()  # the flaky donor failed, c served
+    calls["flaky"] = 0
+    out = decode_batch([b"bad", flaky], [64] * 2, [48] * 2, ["a", "b"], 16, torch.Generator())
+    assert out.replaced.tolist() == [True, False] and out.valid.tolist() == [False, True]
 
 
 def test_wrong_stored_size_counts_as_corrupt() -> None:
