@@ -57,6 +57,8 @@ def pretrain(
     ctx: typer.Context,
     config: str = typer.Option(..., "--config", "-c", help="YAML config (experiments/...); key=value overrides follow"),
     run_name: str | None = typer.Option(None, "--run-name", help="an existing run's name resumes it"),
+    accept_config_change: bool = typer.Option(False, "--accept-config-change", help="resume a run with a config "
+                                              "that differs from the one it was started with (recorded on the run)"),
 ) -> None:
     """Pre-train on Ray Train (local Ray started for you, or the cluster in RAY_ADDRESS), tracked in MLflow."""
     from croc.errors import InputError
@@ -72,7 +74,7 @@ def pretrain(
     from pipelines.pretrain import run_pretrain
 
     try:
-        run_pretrain(cfg, run_name=run_name)
+        run_pretrain(cfg, run_name=run_name, accept_config_change=accept_config_change)
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

@@ -48,6 +48,7 @@ from pipelines.evaluate import (
     submit,
 )
 from pipelines.evaluate_run import evaluation_dir
+from pipelines.resume import check_resume, record_config_change
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 from pipelines.tracking import check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
@@ -171,7 +172,7 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
                  fault: dict | None = None, baselines: Sequence[str] = (), parent_run_id: str | None = None,
                  extra_tags: Mapping[str, str] | None = None,
-                 on_evaluation: Callable[[EvalSummary], None] | None = None,
+                 on_evaluation: Callable[[EvalSummary], None] | None = None, accept_config_change: bool = False,
                  reserved_cpus: float = 0.0) -> PretrainResult:
     """Pre-train as configured, then run the configured evaluations as dependent Ray tasks.
 
@@ -180,6 +181,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     `parent_run_id` / `extra_tags`: the MLflow run this one belongs to (a sweep) and tags to add.
     `on_evaluation` receives each intermediate evaluation as soon as it finishes (Tune reports them), while
     training goes on. `reserved_cpus`: CPUs already held by the caller (a Tune trial), left out of the plan.
+    `accept_config_change`: resume a run whose config differs from the saved one (recorded on the run).
     `fault` injects a failure (tests).
     """
     if run_name is not None:
@@ -188,6 +190,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     tasks = list(cfg.evaluation.tasks)
     tracking_uri = cfg.tracking.tracking_uri
     check_tracking_uri(tracking_uri)
+    resumed_from, changes = (check_resume(cfg.checkpoint.storage_path, run_name, cfg.model_dump(mode="json"),
+                                          accept_config_change) if run_name else (0, []))
     shard_dir = training_shards(cfg, console)
     manifest = load_manifest(shard_dir)
     per_epoch = steps_per_epoch(manifest["num_images"], cfg.optim.batch_size)
@@ -211,6 +215,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name,
                        run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg), extra_tags),
                        flat_params(cfg), parent_run_id=parent_run_id)
+    record_config_change(client, run_id, resumed_from, changes, config_hash(cfg))
     console.print(f"run {run_name}: {total} steps ({per_epoch}/epoch) on {cfg.resources.num_workers} worker(s), "
                   f"{manifest['num_images']} images; MLflow run {run_id}")
 
