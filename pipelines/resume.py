@@ -77,7 +77,7 @@ def check_resume(storage_path: str, run_name: str, requested: Mapping[str, Any],
     try:
         saved = json.loads(state["config_json"])
     except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"checkpoint {folder} holds no readable config: it was not written by this platform") from error
+        raise InputError(f"checkpoint {folder} holds no readable config: not written by this platform") from error
     changes = config_changes(saved, requested)
     if changes and not accept_changes:
         listed = "; ".join(f"{c.key}: {c.saved!r} -> {c.requested!r}" for c in changes)
