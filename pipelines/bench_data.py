@@ -176,13 +176,11 @@ def bench_ours_ray_data(shard_dir: str, settings: DataBenchSettings) -> list[flo
     Data's stats and autoscaling actors: several CPU-seconds on the same cores); later epochs still pay what
     every epoch pays (listing and reshuffling the shards, refilling the pipeline).
     """
-    import os
 
     import ray
 
     from pipelines.data_pipeline import DataSettings, view_dataset
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=settings.cpus, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     try:

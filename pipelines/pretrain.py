@@ -98,13 +98,17 @@ def training_shards(cfg: PretrainConfig, console: Console) -> str:
 
 
 def connect_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a private local one."""
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a private local one.
+
+    The local instance keeps Ray's token authentication on: its GCS and raylet listen on every interface of the
+    machine (Ray 2.60 binds them to all of them, whatever the node address), so on a shared network only the token
+    keeps other hosts out.
+    """
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, local, throw-away instance
         ray.init(address="local", include_dashboard=False)
 
 

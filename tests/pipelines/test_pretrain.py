@@ -182,3 +182,21 @@ def test_shards_with_no_decodable_record_stop_with_the_workers_own_message(tmp_p
     assert result.exit_code == 2, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("error: none of the") and "could be decoded" in last, result.output
+
+
+def test_the_local_ray_instance_keeps_token_authentication_on(monkeypatch) -> None:
+    """Ray binds a local instance's GCS and raylet to every interface: the token must stay on (issue: a laptop on a
+    shared network was open). connect_ray must neither disable it nor ask Ray to."""
+    import ray
+
+    from pipelines import pretrain
+
+    calls = []
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(pretrain.os.environ))))
+    pretrain.connect_ray()
+    (kwargs, env), = calls
+    assert kwargs["address"] == "local" and "RAY_AUTH_MODE" not in env
+    assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
