@@ -130,6 +130,10 @@ def sweep(
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    except KeyboardInterrupt as interrupt:
+        typer.echo(f"interrupted: the sweep and its unfinished runs are marked KILLED in MLflow; continue it with "
+                   f"`croc sweep {sweep_file} --resume`", err=True)
+        raise typer.Exit(130) from interrupt
     if any(outcome.error for outcome in outcomes):
         raise typer.Exit(1)
 

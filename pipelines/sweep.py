@@ -16,6 +16,7 @@ A resumed ASHA scheduler ranks only the trials that run again.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,9 @@ def _run_trials(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: str,
                        run_config=tune.RunConfig(name=sweep.name, storage_path=storage, verbose=1))
     overrides = {t.key: t.overrides for t in todo}
     outcomes: dict[str, TrialOutcome] = {}
+    # Ctrl-C raises here (KeyboardInterrupt) instead of Tune's graceful stop, which returned the interrupted trials
+    # as if the scheduler had stopped them: the sweep then ended FINISHED with exit status 0.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     for result in tuner.fit():
         key = (result.config or {}).get("trial", "?")
         metrics = dict(result.metrics or {})
@@ -209,6 +213,15 @@ def _run_trials(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: str,
         outcomes[key] = TrialOutcome(key, overrides.get(key, {}), status, metrics,
                                      str(result.error) if result.error else None)
     return outcomes
+
+
+def _end_unfinished_runs(client: MlflowClient, experiment: str, status: str) -> None:
+    """The sweep run and every run of the sweep still RUNNING (trials, their evaluations) end with `status`."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'", max_results=10_000):
+        client.set_terminated(run.info.run_id, status=status)
 
 
 def _record_stopped_early(client: MlflowClient, sweep: SweepConfig, outcomes: dict[str, TrialOutcome]) -> None:
@@ -301,8 +314,8 @@ def run_sweep(path: str | Path, resume: bool = False, overrides: list[str] | tup
         ran = _run_trials(sweep, base, sweep_run_id, todo) if todo else {}
         _record_stopped_early(client, sweep, ran)
         baselines = _evaluate_baselines(sweep, base, sweep_run_id, console)
-    except BaseException:
-        client.set_terminated(sweep_run_id, status="FAILED")
+    except BaseException as error:
+        _end_unfinished_runs(client, sweep.name, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
         raise
     outcomes = [kept.get(t.key) or ran.get(t.key) or TrialOutcome(t.key, t.overrides, "error", error="not run")
                 for t in plan]

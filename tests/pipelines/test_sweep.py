@@ -54,6 +54,7 @@ def test_sweep_runs_trials_tracks_them_and_resumes_only_what_did_not_finish(tmp_
     ensure_synthetic_benchmark(load_sweep(sweep_file)[1])
     grid = run_sweep(sweep_file)
     assert sorted(bool(r.error) for r in grid) == [False, True]  # the missing DAVIS root fails one trial only
+    assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"  # Ctrl-C is an interrupt, not Tune's graceful stop
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny-sweep").experiment_id

@@ -163,3 +163,25 @@ def test_starting_a_recorded_sweep_again_without_resume_is_refused(tmp_path: Pat
     _record(tmp_path, sweep_file, {})
     result = CliRunner().invoke(app, ["sweep", str(sweep_file)])
     assert result.exit_code == 2 and f"a sweep named {NAME} already exists" in result.output
+
+
+def test_ctrl_c_exits_non_zero_and_marks_what_it_left_killed(tmp_path: Path, no_ray,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the trials (Tune's own handler is off, so it arrives as KeyboardInterrupt): exit status 130, the
+    sweep run and the trial's pre-training run end KILLED, and the message says how to continue."""
+    import pipelines.sweep
+
+    sweep_file = _sweep_file(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def interrupted_trials(sweep, base, sweep_run_id, todo):
+        start_run(client, NAME, f"{NAME}-t000", {"croc.kind": "pretrain", "croc.trial": "t000"}, {},
+                  parent_run_id=sweep_run_id)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipelines.sweep, "_run_trials", interrupted_trials)
+    result = CliRunner().invoke(app, ["sweep", str(sweep_file)])
+    assert result.exit_code == 130, result.output
+    assert "--resume" in result.output.strip().splitlines()[-1]
+    runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [(NAME, "KILLED"), (f"{NAME}-t000", "KILLED")]
