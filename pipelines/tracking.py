@@ -109,6 +109,7 @@ class MetricBuffer:
         self.client, self.run_id = client, run_id
         self.pending: list[Metric] = []
         self.logged_up_to = max((m.step for m in client.get_metric_history(run_id, key)), default=0)
+        self.pictured_steps: set[int] | None = None
 
     def add(self, step: int, values: Mapping[str, float]) -> None:
         if step <= self.logged_up_to:
@@ -121,9 +122,17 @@ class MetricBuffer:
             self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
         self.pending = []
 
-    def picture(self, step: int, image) -> None:
-        """A picture for this step (logged at once: pictures are not part of the metric history)."""
-        self.client.log_image(self.run_id, image, key="clusters", step=step)
+    def picture(self, step: int, image, key: str = "clusters") -> None:
+        """A picture for this step, logged at once (pictures are not part of the metric history), and only once:
+        a resumed run recomputes the steps after its checkpoint, and a picture an earlier attempt logged stays."""
+        if self.pictured_steps is None:  # read once per attempt: MLflow names images <key>+step+<step>+...
+            names = (a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(self.run_id, "images"))
+            self.pictured_steps = {int(n.split("+")[2]) for n in names
+                                   if n.startswith(f"{key}+step+") and n.split("+")[2].isdigit()}
+        if step in self.pictured_steps:
+            return
+        self.client.log_image(self.run_id, image, key=key, step=step)
+        self.pictured_steps.add(step)
 
     def tag(self, key: str, value: str) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(key, value)])

@@ -48,3 +48,21 @@ def test_runs_are_reopened_by_name_and_steps_logged_once(tmp_path: Path) -> None
     again.flush()
     history = sorted((m.step, m.value) for m in client.get_metric_history(first, "loss"))
     assert history == [(1, 2.0), (2, 1.5), (3, 9.0)]
+
+
+def test_a_resumed_attempt_logs_each_steps_picture_once(tmp_path: Path) -> None:
+    import numpy as np
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = start_run(client, "exp", "pictures", run_tags("pretrain", "croc", "synthetic", "abc"), {})
+    image = np.zeros((8, 8, 3), np.uint8)
+    first = MetricBuffer(client, run_id)
+    first.picture(5, image)
+    first.picture(10, image)  # logged, then the worker died before the checkpoint at step 12
+    again = MetricBuffer(client, run_id)  # the restarted worker recomputes steps 6-12
+    again.picture(10, image + 1)
+    again.picture(15, image)
+    again.picture(15, image)
+    names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
+    steps = sorted(int(n.split("+")[2]) for n in names if n.endswith(".png"))
+    assert steps == [5, 10, 15]
