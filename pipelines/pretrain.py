@@ -50,7 +50,7 @@ from pipelines.evaluate import (
 from pipelines.evaluate_run import evaluation_dir
 from pipelines.resume import check_resume, record_config_change
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
-from pipelines.tracking import check_tracking_uri, run_tags, start_run
+from pipelines.tracking import bound_retries, check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
 from pipelines.worker_errors import worker_input_error
 
@@ -173,6 +173,15 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
     return outcome["result"]
 
 
+def _mark_failed(client: MlflowClient, run_id: str, console: Console) -> None:
+    """End the MLflow run FAILED; where MLflow itself is down, say so and leave the training error to be raised."""
+    try:
+        client.set_terminated(run_id, status="FAILED")
+    except Exception as error:  # an outage: the run stays RUNNING until a resume ends it
+        console.print(f"[red]MLflow did not answer[/] ({type(error).__name__}); run {run_id} could not be marked "
+                      "FAILED: resuming the run (same --run-name) once MLflow is back ends it and logs every step")
+
+
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
                  fault: dict | None = None, baselines: Sequence[str] = (), parent_run_id: str | None = None,
                  extra_tags: Mapping[str, str] | None = None,
@@ -193,6 +202,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     console = console or Console()
     tasks = list(cfg.evaluation.tasks)
     tracking_uri = cfg.tracking.tracking_uri
+    bound_retries()  # an MLflow outage fails the run within a minute, not after minutes of retries
     check_tracking_uri(tracking_uri)
     resumed_from, changes = (check_resume(cfg.checkpoint.storage_path, run_name, cfg.model_dump(mode="json"),
                                           accept_config_change) if run_name else (0, []))
@@ -259,7 +269,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     try:
         result = _fit_with_progress(trainer, board, total, console, on_tick=evaluate_intermediate)
     except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+        _mark_failed(client, run_id, console)
         raise
     if tasks:  # depend on the final checkpoint through its export task: the driver does not wait in between
         exported = export_checkpoint.remote(result.checkpoint.path, str(eval_dir / "final" / "backbone.safetensors"),

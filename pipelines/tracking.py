@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -98,11 +99,30 @@ def start_run(client: MlflowClient, experiment: str, run_name: str, tags: Mappin
     return run.info.run_id
 
 
+# Bounded retries for MLflow's HTTP client (its defaults retry for minutes): an outage fails the run in well under a
+# minute, and nothing is lost, since the metrics of a checkpoint travel inside it (MetricBuffer.save_pending).
+BOUNDED_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+PENDING_FILE = "metrics.json"  # in a checkpoint folder: the metrics of the steps up to it, not yet confirmed logged
+
+
+def bound_retries() -> None:
+    """Apply BOUNDED_RETRIES to this process, where the user has not set them."""
+    for name, value in BOUNDED_RETRIES.items():
+        os.environ.setdefault(name, value)
+
+
+class TrackingOutageError(RuntimeError):
+    """MLflow did not take a batch of metrics (they are kept with the checkpoint and replayed on resume)."""
+
+
 class MetricBuffer:
     """Metrics held until the next checkpoint, then written in one batch.
 
     Each step is logged once: a resumed run recomputes the steps after its checkpoint, and any of them that an
     earlier attempt had already logged (its checkpoint was not registered before the failure) is not logged again.
+    The metrics of a checkpoint are saved inside it before it is reported (`save_pending`), and a resumed run
+    replays those that MLflow does not hold (`replay`): an MLflow outage loses no step.
     """
 
     def __init__(self, client: MlflowClient, run_id: str, key: str = "loss") -> None:
@@ -118,9 +138,35 @@ class MetricBuffer:
         self.pending.extend(Metric(k, float(v), now, step) for k, v in values.items())
 
     def flush(self) -> None:
-        for i in range(0, len(self.pending), 1000):
-            self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+        try:
+            for i in range(0, len(self.pending), 1000):
+                self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+        except Exception as error:
+            steps = sorted({m.step for m in self.pending})
+            raise TrackingOutageError(
+                f"MLflow at {self.client.tracking_uri} did not take the metrics of steps {steps[0]}-{steps[-1]} "
+                f"({type(error).__name__}: {str(error)[:300]}); they are kept with the checkpoint and logged when "
+                "the run resumes") from error
         self.pending = []
+
+    def save_pending(self, folder: str | Path) -> None:
+        """Write the metrics not yet logged into a checkpoint folder (before the checkpoint is reported)."""
+        rows = [[m.key, m.value, m.timestamp, m.step] for m in self.pending]
+        (Path(folder) / PENDING_FILE).write_text(json.dumps(rows))
+
+    def replay(self, folder: str | Path) -> int:
+        """Log the metrics a restored checkpoint carries that MLflow does not hold (by key and step); -> how many."""
+        path = Path(folder) / PENDING_FILE
+        if not path.is_file():
+            return 0
+        rows = [Metric(str(k), float(v), int(t), int(s)) for k, v, t, s in json.loads(path.read_text())]
+        held = {(m.key, m.step) for key in {m.key for m in rows}
+                for m in self.client.get_metric_history(self.run_id, key)}
+        missing = [m for m in rows if (m.key, m.step) not in held]
+        self.pending = missing + self.pending
+        self.flush()
+        self.logged_up_to = max([self.logged_up_to, *(m.step for m in missing)])
+        return len(missing)
 
     def picture(self, step: int, image, key: str = "clusters") -> None:
         """A picture for this step, logged at once (pictures are not part of the metric history), and only once:

@@ -29,7 +29,7 @@ from croc.train_step import TrainStep
 from croc.visualize import cluster_picture, denormalize
 from pipelines.config import PretrainConfig
 from pipelines.data_pipeline import view_batches
-from pipelines.tracking import MetricBuffer
+from pipelines.tracking import MetricBuffer, bound_retries
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +87,19 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     student = ray.train.torch.prepare_model(model.student) if world > 1 else model.student
     step_fn = TrainStep(model, train_config, steps_per_epoch, device, student=student)
     step = 0
+    bound_retries()
+    tracker = MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"]) if rank == 0 else None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state = load_training_state(folder, map_location=device)
+            if tracker is not None:  # the metrics an outage kept from MLflow, logged now
+                tracker.replay(folder)
         step, _ = restore_training_state(state, model=model, optimizer=step_fn.optimizer, scaler=step_fn.scaler)
     torch.manual_seed(cfg.seed * 1000 + rank + 7919 * step)  # per worker, per resumption: fresh augmentation draws
     if train_config.compile:
         model.compile_passes()
 
-    tracker = MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"]) if rank == 0 else None
     collapse = CollapseMonitor.for_training(train_config, steps_per_epoch) if rank == 0 else None
     progress = loop_config.get("progress") if rank == 0 else None
     settings = cfg.data_settings(loop_config["shard_dir"])
@@ -167,6 +170,8 @@ def _report(step: int, epoch: int, model: CrOC, step_fn: TrainStep, cfg: Pretrai
     with tempfile.TemporaryDirectory() as folder:
         save_training_state(folder, model=model, optimizer=step_fn.optimizer, scaler=step_fn.scaler, step=step,
                             epoch=epoch, data_seed=cfg.seed, config=cfg.model_dump(mode="json"))
+        if tracker is not None:
+            tracker.save_pending(folder)  # the checkpoint counts with its metrics: an outage loses none of them
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     if tracker is not None:
         tracker.flush()

@@ -66,3 +66,42 @@ def test_a_resumed_attempt_logs_each_steps_picture_once(tmp_path: Path) -> None:
     names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
     steps = sorted(int(n.split("+")[2]) for n in names if n.endswith(".png"))
     assert steps == [5, 10, 15]
+
+
+def test_an_outage_fails_fast_and_a_resume_logs_every_step_exactly_once(tmp_path: Path, monkeypatch) -> None:
+    """Steps 1-5 logged at the checkpoint of step 5; MLflow goes down before the checkpoint of step 10 is flushed:
+    the flush fails within seconds naming the steps, their metrics are in the checkpoint, and the resumed attempt
+    logs them, then goes on: every step exactly once."""
+    import time
+
+    from pipelines.tracking import BOUNDED_RETRIES, TrackingOutageError, bound_retries
+
+    for name in BOUNDED_RETRIES:
+        monkeypatch.delenv(name, raising=False)
+    bound_retries()
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    run_id = start_run(client, "exp", "outage", run_tags("pretrain", "croc", "synthetic", "abc"), {})
+    buffer = MetricBuffer(client, run_id)
+    for step in range(1, 6):
+        buffer.add(step, {"loss": 10.0 - step, "lr": 0.1})
+    buffer.flush()  # the checkpoint of step 5
+    for step in range(6, 11):
+        buffer.add(step, {"loss": 10.0 - step, "lr": 0.1})
+    checkpoint = tmp_path / "checkpoint_10"
+    checkpoint.mkdir()
+    buffer.save_pending(checkpoint)
+    buffer.client = MlflowClient(f"http://127.0.0.1:{closed_port()}")  # the server is gone
+    started = time.monotonic()
+    with pytest.raises(TrackingOutageError, match=r"did not take the metrics of steps 6-10.*kept with the checkpoint"):
+        buffer.flush()
+    assert time.monotonic() - started < 60  # bounded retries, not minutes
+
+    resumed = MetricBuffer(MlflowClient(store), run_id)  # MLflow is back; the run resumes from checkpoint 10
+    assert resumed.replay(checkpoint) == 10  # steps 6-10, two keys each
+    assert resumed.replay(checkpoint) == 0  # a second restart from the same checkpoint logs nothing twice
+    for step in (11, 12):
+        resumed.add(step, {"loss": 10.0 - step, "lr": 0.1})
+    resumed.flush()
+    for key in ("loss", "lr"):
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, 13))
