@@ -310,6 +310,6 @@ def _log_artifacts(client: MlflowClient, run_id: str, cfg: PretrainConfig, check
         config_path.write_text(dump_config(cfg))
         client.log_artifact(run_id, str(config_path))
         path = export_backbone_weights(weights, Path(tmp) / "backbone.safetensors", cfg.model.arch,
-                                       cfg.model.patch_size)
+                                       cfg.model.patch_size, cfg.data.image_size)
         client.log_artifact(run_id, str(path))
     return f"{client.get_run(run_id).info.artifact_uri}/backbone.safetensors"

@@ -155,7 +155,7 @@ def _export_for_evaluation(model: CrOC, cfg: PretrainConfig, step: int, folder: 
     """evaluation.after=all_checkpoints: the evaluated network's backbone, kept outside the checkpoint rotation."""
     network = model.teacher if cfg.evaluation.network == "teacher" else model.student
     path = export_backbone(network.backbone, folder / f"step_{step}" / "backbone.safetensors", cfg.model.arch,
-                           cfg.model.patch_size)
+                           cfg.model.patch_size, cfg.data.image_size)
     if progress is not None:
         progress.exported.remote(step, str(path))
 

@@ -67,3 +67,26 @@ def test_exported_backbone_loads_into_timm(tmp_path: Path) -> None:
     theirs.load_state_dict(load_backbone_weights(path))
     x = torch.randn(1, 3, 48, 48)
     torch.testing.assert_close(theirs.eval().forward_features(x), model.teacher.backbone.eval().forward_features(x))
+
+
+def test_the_loader_builds_the_timm_model_with_the_training_normalisation(tmp_path: Path) -> None:
+    import timm
+
+    from croc.backbone import create_backbone
+    from croc.export import backbone_metadata, export_backbone, load_timm_backbone
+
+    torch.manual_seed(0)
+    source = create_backbone("vit_tiny", 8, 0.0).eval()
+    path = export_backbone(source, tmp_path / "backbone.safetensors", "vit_tiny", 8, image_size=96)
+    meta = backbone_metadata(path)
+    assert (meta["arch"], meta["patch_size"], meta["image_size"]) == ("vit_tiny", "8", "96")
+    model = load_timm_backbone(path)
+    assert model.patch_embed.patch_size == (8, 8) and not model.training
+    data = timm.data.resolve_data_config({}, model=model)
+    assert data["mean"] == (0.485, 0.456, 0.406) and data["std"] == (0.229, 0.224, 0.225)  # not timm's 0.5s
+    assert data["input_size"] == (3, 96, 96)
+    x = torch.randn(2, 3, 96, 128)
+    torch.testing.assert_close(model(x), source(x))
+    (tmp_path / "other.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(InputError, match="not a safetensors file"):
+        load_timm_backbone(tmp_path / "other.safetensors")

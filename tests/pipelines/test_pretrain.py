@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from croc.export import load_timm_backbone
 from pipelines.cli import app
 from pipelines.config import load_config
 
@@ -61,6 +62,11 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
     backbone.load_state_dict(load_file(local))  # strict: every timm key present
     assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 192)
+    loaded = load_timm_backbone(local)  # the one-line loader: the right model and its data config
+    data = timm.data.resolve_data_config({}, model=loaded)
+    assert data["mean"] == (0.485, 0.456, 0.406) and data["std"] == (0.229, 0.224, 0.225)
+    assert data["input_size"] == (3, 64, 64)  # the smoke run's image size
+    torch.testing.assert_close(loaded(torch.ones(1, 3, 64, 64)), backbone.eval()(torch.ones(1, 3, 64, 64)))
     _check_demo_evaluations(client, experiment.experiment_id, run_id, output.output)
 
 
