@@ -20,6 +20,7 @@ from croc.model import CrOC
 from croc.train_step import TrainStep
 from pipelines.config import PretrainConfig
 from pipelines.data_pipeline import view_batches
+from pipelines.terminal import make_console
 
 
 def timed_steps(cfg: PretrainConfig, shard: Any, shard_dir: str, warmup: int, steps: int) -> float:
@@ -51,12 +52,11 @@ def _worker(config: dict) -> None:
 def run_train_bench(cfg: PretrainConfig, warmup: int, steps: int) -> dict:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-    from rich.console import Console
 
     from pipelines.data_pipeline import plan_resources, view_dataset
     from pipelines.pretrain import connect_ray, training_shards
 
-    shard_dir = training_shards(cfg, Console(stderr=True))
+    shard_dir = training_shards(cfg, make_console(stderr=True))
     connect_ray()
     import ray
 

@@ -24,6 +24,17 @@ app.command("compare")(compare)
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
+@app.callback()
+def main_options(
+    verbose: bool = typer.Option(False, "--verbose", help="also show Ray's internal log lines (workers, Train, Data); "
+                                 "they are always in /tmp/ray/session_latest/logs"),
+) -> None:
+    """CrOC: pre-train, evaluate and compare dense self-supervised ViTs."""
+    from pipelines.terminal import set_verbose
+
+    set_verbose(verbose)
+
+
 @app.command()
 def demo(
     smoke: bool = typer.Option(False, "--smoke", help="the short variant (CI runs it)"),

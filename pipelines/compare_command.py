@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from croc.errors import InputError
+from pipelines.terminal import make_console
 
 # The names of pipelines.compare.TABLE_NAMES, repeated so that loading the CLI does not import pandas and MLflow.
 TABLE_CHOICES = ("linear", "ade20k", "unsup", "davis", "ablation_lambda_pos", "ablation_k", "ablation_tokens")
@@ -39,7 +40,7 @@ def compare(
     them as Markdown and CSV; missing or failed evaluations show as such in their cells."""
     from pipelines.compare import compare_experiment, parse_names
 
-    console = Console()
+    console = make_console()
     uri = tracking_uri or default_tracking_uri()
     try:
         names = parse_names(tables, TABLE_CHOICES) or list(TABLE_CHOICES)

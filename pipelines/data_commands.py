@@ -6,16 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from croc.data.pretrain_images import KINDS, list_pretrain_images
 from croc.data.shards import write_shards
 from croc.errors import InputError
+from pipelines.terminal import make_console
 
 data_app = typer.Typer(help="Prepare data: Parquet shards from datasets on disk, the synthetic benchmark.",
                        no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 def _progress() -> Progress:

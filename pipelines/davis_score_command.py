@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from croc.errors import InputError
 from croc.eval.davis_score import score_predictions
+from pipelines.terminal import make_console
 
 GLOBAL_COLUMNS = ("J&F", "J-mean", "J-recall", "F-mean", "F-recall")
 PER_OBJECT_COLUMNS = ("J-mean", "F-mean", "J-recall", "F-recall")
@@ -50,6 +50,6 @@ def davis_score(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
+    console = make_console()
     console.print(global_table(result))
     console.print(per_object_table(result))

@@ -23,6 +23,7 @@ from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
 from croc.synthetic_scenes import synthetic_scene
 from croc.train_step import TrainStep
+from pipelines.terminal import make_console
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def demo_config(s: DemoSettings) -> TrainConfig:
 
 def run_demo(settings: DemoSettings, console: Console | None = None) -> dict[str, float]:
     """Pre-train briefly; return the first and last logged losses and the throughput."""
-    console = console or Console()
+    console = console or make_console()
     torch.manual_seed(settings.seed)
     device = torch.device("cpu")
     config = demo_config(settings)

@@ -28,6 +28,7 @@ from pipelines.evaluate import (
     results_table,
     submit,
 )
+from pipelines.terminal import make_console
 from pipelines.tracking import check_tracking_uri, experiment_id
 
 
@@ -46,7 +47,7 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
     """Evaluate one checkpoint on `tasks` (default: the config's evaluation.tasks); print and return the results."""
     from pipelines.pretrain import connect_ray
 
-    console = console or Console()
+    console = console or make_console()
     tasks = list(tasks or cfg.evaluation.tasks)
     if not tasks:
         raise InputError("no evaluation tasks: pass --tasks (e.g. linear:voc,unsup:voc,davis) or set "

@@ -50,6 +50,7 @@ from pipelines.evaluate import (
 from pipelines.evaluate_run import evaluation_dir
 from pipelines.resume import check_resume, record_config_change
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
+from pipelines.terminal import make_console, verbose
 from pipelines.tracking import bound_retries, check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
 from pipelines.worker_errors import worker_input_error
@@ -102,14 +103,15 @@ def connect_ray() -> None:
 
     The local instance keeps Ray's token authentication on: its GCS and raylet listen on every interface of the
     machine (Ray 2.60 binds them to all of them, whatever the node address), so on a shared network only the token
-    keeps other hosts out.
+    keeps other hosts out. Its workers' and actors' log lines stay in Ray's log files unless `croc --verbose`:
+    the terminal shows our progress, summaries and errors (a worker's error reaches the driver as an exception).
     """
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        ray.init(address="local", include_dashboard=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=verbose())
 
 
 def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> None:
@@ -199,7 +201,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     """
     if run_name is not None:
         check_run_name(run_name)  # it becomes a folder under checkpoint.storage_path and an MLflow name
-    console = console or Console()
+    console = console or make_console()
     tasks = list(cfg.evaluation.tasks)
     tracking_uri = cfg.tracking.tracking_uri
     bound_retries()  # an MLflow outage fails the run within a minute, not after minutes of retries

@@ -31,6 +31,7 @@ from croc.errors import InputError
 from pipelines.config import PretrainConfig, apply_overrides, config_hash, flat_params
 from pipelines.evaluate import EvalSummary, baseline_label
 from pipelines.sweep_config import HEADLINE_METRIC, PlannedTrial, SweepConfig, load_sweep, plan_trials, tune_metric
+from pipelines.terminal import make_console
 from pipelines.tracking import check_tracking_uri, find_run, run_tags, start_run
 
 TRIAL_CPU = 0.1  # the trial's own driver; its Train workers and evaluation tasks ask for their own resources
@@ -288,7 +289,7 @@ def run_sweep(path: str | Path, resume: bool = False, overrides: list[str] | tup
     Resuming keeps the trials MLflow records as done (or stopped early) and runs the others again; nothing is
     loaded from Tune's folder in checkpoint storage.
     """
-    console = console or Console()
+    console = console or make_console()
     sweep, base = load_sweep(path, overrides)
     check_tracking_uri(base.tracking.tracking_uri)
     client = MlflowClient(base.tracking.tracking_uri)

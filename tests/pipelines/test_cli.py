@@ -40,3 +40,27 @@ def test_bench_through_the_cli() -> None:
                                       "--steps", "1", "--warmup", "0"])
     assert result.exit_code == 0, result.output
     assert '"bench": "step"' in result.output
+
+
+def test_printed_paths_are_never_wrapped_when_output_is_not_a_terminal() -> None:
+    import io
+
+    from pipelines.terminal import make_console
+
+    console = make_console()
+    console.file = io.StringIO()
+    path = "/a/very/long/checkpoint/storage/path/" + "x" * 150 + "/backbone.safetensors"
+    console.print(f"done: 6 steps; backbone {path}")
+    assert console.file.getvalue().splitlines() == [f"done: 6 steps; backbone {path}"]
+
+
+def test_verbose_is_a_global_option(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.terminal import verbose
+
+    monkeypatch.delenv("CROC_VERBOSE", raising=False)
+    assert CliRunner().invoke(app, ["data", "--help"]).exit_code == 0 and not verbose()
+    assert CliRunner().invoke(app, ["--verbose", "data", "--help"]).exit_code == 0 and verbose()
+    monkeypatch.delenv("CROC_VERBOSE", raising=False)

@@ -190,7 +190,7 @@ def test_shards_with_no_decodable_record_stop_with_the_workers_own_message(tmp_p
     assert last.startswith("error: none of the") and "could be decoded" in last, result.output
 
 
-def test_the_local_ray_instance_keeps_token_authentication_on(monkeypatch) -> None:
+def test_the_local_ray_instance_keeps_token_authentication_on_and_its_logs_in_files(monkeypatch) -> None:
     """Ray binds a local instance's GCS and raylet to every interface: the token must stay on (issue: a laptop on a
     shared network was open). connect_ray must neither disable it nor ask Ray to."""
     import ray
@@ -202,7 +202,12 @@ def test_the_local_ray_instance_keeps_token_authentication_on(monkeypatch) -> No
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(pretrain.os.environ))))
+    monkeypatch.delenv("CROC_VERBOSE", raising=False)
     pretrain.connect_ray()
     (kwargs, env), = calls
     assert kwargs["address"] == "local" and "RAY_AUTH_MODE" not in env
     assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
+    assert kwargs["log_to_driver"] is False  # Ray's internal lines stay in its log files...
+    monkeypatch.setenv("CROC_VERBOSE", "1")
+    pretrain.connect_ray()
+    assert calls[-1][0]["log_to_driver"] is True  # ...unless `croc --verbose`
