@@ -9,7 +9,6 @@ import typer
 from pipelines.compare_command import compare
 from pipelines.data_commands import data_app
 from pipelines.davis_score_command import davis_score
-from pipelines.demo import DemoSettings, run_demo
 
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
                   add_completion=False)
@@ -46,6 +45,8 @@ def demo(
     if method not in ("croc", "dino"):
         raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
     if in_process:
+        from pipelines.demo import DemoSettings, run_demo
+
         settings = DemoSettings.smoke() if smoke else DemoSettings()
         run_demo(DemoSettings(**{**settings.__dict__, "method": method}))
         return

@@ -9,7 +9,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from croc.data.pretrain_images import KINDS, list_pretrain_images
-from croc.data.shards import write_shards
 from croc.errors import InputError
 from pipelines.terminal import make_console
 
@@ -42,6 +41,8 @@ def prepare(
 
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
+
+            from croc.data.shards import write_shards
 
             manifest = write_shards(images, out, images_per_shard, workers, kind=kind, root=str(root),
                                     progress=advance)

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from croc.errors import InputError
-from croc.eval.davis_score import score_predictions
 from pipelines.terminal import make_console
 
 GLOBAL_COLUMNS = ("J&F", "J-mean", "J-recall", "F-mean", "F-recall")
@@ -42,6 +41,8 @@ def davis_score(
     as_json: bool = typer.Option(False, "--json", help="print the full results as JSON instead of tables"),
 ) -> None:
     """Score predicted masks with the DAVIS-2017 semi-supervised J and F (first and last frames excluded)."""
+    from croc.eval.davis_score import score_predictions
+
     try:
         result = score_predictions(predictions, davis_root, split)
     except InputError as error:  # LayoutError included

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from croc.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: listing images (the CLI) does not load it
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -90,6 +93,8 @@ def read_rgb(path: Path) -> torch.Tensor:
     """An image file as uint8 [3, H, W] (RGB, whatever the mode on disk)."""
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    import torch
+
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 

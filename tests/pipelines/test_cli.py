@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_in_process_demo_smoke_runs_and_reports() -> None:
@@ -64,3 +67,12 @@ def test_verbose_is_a_global_option(monkeypatch) -> None:
     assert CliRunner().invoke(app, ["data", "--help"]).exit_code == 0 and not verbose()
     assert CliRunner().invoke(app, ["--verbose", "data", "--help"]).exit_code == 0 and verbose()
     monkeypatch.delenv("CROC_VERBOSE", raising=False)
+
+
+def test_loading_the_command_line_imports_neither_torch_nor_ray() -> None:
+    """`croc --help` answers in under a second: the heavy libraries load when a command runs, not before."""
+    code = ("import sys, pipelines.cli; "
+            "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
