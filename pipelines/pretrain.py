@@ -9,6 +9,7 @@ checkpoint); a new run gets a new unique name.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -50,7 +51,7 @@ from pipelines.evaluate import (
 from pipelines.evaluate_run import evaluation_dir
 from pipelines.resume import check_resume, record_config_change
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
-from pipelines.terminal import make_console, verbose
+from pipelines.terminal import make_console, mute_library_info, verbose
 from pipelines.tracking import bound_retries, check_tracking_uri, run_tags, start_run
 from pipelines.train_loop import train_loop
 from pipelines.worker_errors import worker_input_error
@@ -111,7 +112,9 @@ def connect_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=verbose())
+        ray.init(address="local", include_dashboard=False, log_to_driver=verbose(),
+                 logging_level=logging.INFO if verbose() else logging.WARNING)
+    mute_library_info()
 
 
 def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> None:

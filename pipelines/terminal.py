@@ -3,6 +3,7 @@ only with `croc --verbose` (they are always in Ray's log files, /tmp/ray/session
 
 from __future__ import annotations
 
+import logging
 import os
 
 from rich.console import Console
@@ -16,9 +17,25 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=True)
 
 
+QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "mlflow")  # their INFO lines: with --verbose only
+
+
 def set_verbose(verbose: bool) -> None:
+    """`croc --verbose`: Ray's internal lines reach the terminal; otherwise the libraries' INFO lines are muted
+    (their warnings and errors still show)."""
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level from this when imported
+    mute_library_info()
+
+
+def mute_library_info() -> None:
+    """Raise QUIET_LOGGERS to WARNING unless verbose (again after Ray starts: its import configures them)."""
+    if verbose():
+        return
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def verbose() -> bool:

@@ -76,3 +76,19 @@ def test_loading_the_command_line_imports_neither_torch_nor_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_without_verbose_the_libraries_info_lines_are_muted(monkeypatch) -> None:
+    import logging
+
+    from pipelines.terminal import QUIET_LOGGERS, set_verbose
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    for name in QUIET_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+    set_verbose(False)
+    assert all(logging.getLogger(name).getEffectiveLevel() == logging.WARNING for name in QUIET_LOGGERS)
+    assert logging.getLogger("ray.data").isEnabledFor(logging.WARNING)  # real warnings still show
+    import os
+
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"
