@@ -10,6 +10,27 @@ from pipelines.compare_command import compare
 from pipelines.data_commands import data_app
 from pipelines.davis_score_command import davis_score
 
+_CLICK_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH"}
+_typer_type_column = typer.core.TyperOption.display_type_rich
+
+
+def _type_column(param, ctx) -> str | None:
+    """The help's type column as click prints it (TEXT, INTEGER, a|b; nothing for a flag). Typer 0.29 writes
+    `<str>` / `<bool>` there, even for --help."""
+    if param.metavar is not None:
+        return param.metavar
+    shown = _typer_type_column(param, ctx)
+    if shown is None:
+        return None
+    bare = shown.strip("<>")
+    if bare == "bool":
+        return None
+    return _CLICK_NAMES.get(bare, bare.upper() if shown.startswith("<") else shown)
+
+
+typer.core.TyperOption.display_type_rich = _type_column
+typer.core.TyperArgument.display_type_rich = _type_column
+
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
                   add_completion=False)
 bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
@@ -23,10 +44,20 @@ app.command("compare")(compare)
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from croc import __version__
+
+        typer.echo(f"croc {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     verbose: bool = typer.Option(False, "--verbose", help="also show Ray's internal log lines (workers, Train, Data); "
                                  "they are always in /tmp/ray/session_latest/logs"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
 ) -> None:
     """CrOC: pre-train, evaluate and compare dense self-supervised ViTs."""
     from pipelines.terminal import set_verbose
@@ -71,6 +102,8 @@ def pretrain(
     run_name: str | None = typer.Option(None, "--run-name", help="an existing run's name resumes it"),
     accept_config_change: bool = typer.Option(False, "--accept-config-change", help="resume a run with a config "
                                               "that differs from the one it was started with (recorded on the run)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and the plan (steps, workers, "
+                                 "CPUs, data), start nothing, exit"),
 ) -> None:
     """Pre-train on Ray Train (local Ray started for you, or the cluster in RAY_ADDRESS), tracked in MLflow."""
     from croc.errors import InputError
@@ -83,6 +116,11 @@ def pretrain(
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    if dry_run:
+        from pipelines.plan import print_plan
+
+        print_plan(cfg, run_name)
+        return
     from pipelines.pretrain import run_pretrain
 
     try:

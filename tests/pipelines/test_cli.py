@@ -92,3 +92,47 @@ def test_without_verbose_the_libraries_info_lines_are_muted(monkeypatch) -> None
     import os
 
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"
+
+
+def test_version_and_dry_run_start_nothing(tmp_path: Path, monkeypatch) -> None:
+    import ray
+
+    from croc import __version__
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray started")))
+    version = CliRunner().invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"croc {__version__}"
+    config = ROOT / "experiments" / "synthetic" / "pretrain.yaml"
+    db = tmp_path / "mlflow.db"
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(config), "--dry-run", "optim.epochs=3",
+                                      f"tracking.tracking_uri=sqlite:///{db}",
+                                      f"checkpoint.storage_path={tmp_path / 'runs'}"])
+    assert result.exit_code == 0, result.output
+    assert "  epochs: 3" in result.output  # the resolved config, overrides applied
+    assert "steps: 8 per epoch x 3 epochs = 24" in result.output  # 256 images / batch 32
+    assert "batch: 32 in all, 32 per worker" in result.output and "dry run: nothing was started" in result.output
+    assert not db.exists() and not (tmp_path / "runs").exists()
+    bad = CliRunner().invoke(app, ["pretrain", "--config", str(config), "--dry-run", "optim.lr=fast"])
+    assert bad.exit_code == 2 and "optim.lr" in bad.output
+
+
+def _commands(command, prefix=()):
+    """Every (sub)command path of a click group."""
+    for name, sub in getattr(command, "commands", {}).items():
+        yield (*prefix, name)
+        yield from _commands(sub, (*prefix, name))
+
+
+def test_every_help_shows_click_style_types_and_no_placeholders() -> None:
+    import re
+
+    import typer.main
+
+    commands = [(), *_commands(typer.main.get_command(app))]
+    assert ("pretrain",) in commands and ("bench", "step") in commands and ("data", "prepare") in commands
+    for command in commands:
+        result = CliRunner().invoke(app, [*command, "--help"], terminal_width=120)
+        assert result.exit_code == 0, (command, result.output)
+        assert not re.search(r"<(bool|str|int|float|path|Path)>", result.output), (command, result.output)
+    pretrain = CliRunner().invoke(app, ["pretrain", "--help"], terminal_width=120).output
+    assert re.search(r"--config\s+-c\s+TEXT", pretrain) and re.search(r"--dry-run\s+print", pretrain)
