@@ -31,8 +31,19 @@ def _type_column(param, ctx) -> str | None:
 typer.core.TyperOption.display_type_rich = _type_column
 typer.core.TyperArgument.display_type_rich = _type_column
 
+WORKFLOW = ("data", "demo", "pretrain", "evaluate", "sweep", "compare", "davis-score", "bench")
+
+
+class WorkflowGroup(typer.core.TyperGroup):
+    """Commands listed in the order of the work: data, the demo, pre-training, evaluation, sweeps, comparison."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: WORKFLOW.index(n) if n in WORKFLOW else len(WORKFLOW))
+
+
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
-                  add_completion=False)
+                  cls=WorkflowGroup, rich_markup_mode="markdown")
 bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -134,7 +145,7 @@ def pretrain(
 def evaluate(
     ctx: typer.Context,
     checkpoint: str = typer.Option(..., "--checkpoint", help="a file (.safetensors/.pth/state.pt), a run or "
-                                   "checkpoint folder, an MLflow run (runs:/<id> or <id>), random:<arch>, or "
+                                   "checkpoint folder, an MLflow run (runs:/ID or ID), random:ARCH, or "
                                    "stats:colour / stats:texture (per-patch statistics)"),
     tasks: str | None = typer.Option(None, "--tasks", help="comma-separated, e.g. linear:voc,unsup:coco_stuff,davis "
                                      "(default: the config's evaluation.tasks)"),
@@ -165,7 +176,7 @@ def evaluate(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sweep(
     ctx: typer.Context,
-    sweep_file: str = typer.Argument(..., help="experiments/ablations/<name>.yaml; key=value overrides of the "
+    sweep_file: str = typer.Argument(..., help="experiments/ablations/NAME.yaml; key=value overrides of the "
                                      "base config follow"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep from the sweep file and its "
                                 "MLflow records: finished trials are kept, the others resume from their checkpoints"),

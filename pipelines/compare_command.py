@@ -28,9 +28,9 @@ def compare(
     experiment: str = typer.Option(..., "--experiment", "-e", help="the MLflow experiment to read"),
     runs: str | None = typer.Option(None, "--runs", help="comma-separated pre-training run ids or names (and "
                                     "external checkpoint labels, e.g. 'random init'); default: all"),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="default sqlite:///<cwd>/mlflow.db"),
-    out: str | None = typer.Option(None, "--out", help="folder for <table>.md / <table>.csv "
-                                    "(default ./compare/<experiment>)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="default sqlite:///CWD/mlflow.db"),
+    out: str | None = typer.Option(None, "--out", help="folder for TABLE.md / TABLE.csv "
+                                    "(default ./compare/EXPERIMENT)"),
     plot: bool = typer.Option(False, "--plot", help="also PNG charts (matplotlib), logged to MLflow in a new run "
                               "tagged croc.kind=compare"),
     tables: str | None = typer.Option(None, "--tables", help=f"comma-separated, among {', '.join(TABLE_CHOICES)} "

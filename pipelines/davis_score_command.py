@@ -35,7 +35,7 @@ def per_object_table(result: dict[str, Any]) -> Table:
 
 
 def davis_score(
-    predictions: str = typer.Option(..., "--predictions", help="folder of <video>/<frame>.png indexed masks"),
+    predictions: str = typer.Option(..., "--predictions", help="folder of VIDEO/FRAME.png indexed masks"),
     davis_root: str = typer.Option(..., "--davis-root", help="DAVIS root (ImageSets/, JPEGImages/, Annotations/)"),
     split: str = typer.Option("val", "--set", help="the split to score (train or val)"),
     as_json: bool = typer.Option(False, "--json", help="print the full results as JSON instead of tables"),

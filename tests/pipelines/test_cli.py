@@ -136,3 +136,9 @@ def test_every_help_shows_click_style_types_and_no_placeholders() -> None:
         assert not re.search(r"<(bool|str|int|float|path|Path)>", result.output), (command, result.output)
     pretrain = CliRunner().invoke(app, ["pretrain", "--help"], terminal_width=120).output
     assert re.search(r"--config\s+-c\s+TEXT", pretrain) and re.search(r"--dry-run\s+print", pretrain)
+    text = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).output
+    evaluate = " ".join(re.sub("[│╭╮╰╯─]", " ", text).split())
+    assert "(runs:/ID or ID), random:ARCH, or stats:colour" in evaluate  # nothing eaten by the markdown rendering
+    listed = re.findall(r"^│ (\S+) ", CliRunner().invoke(app, ["--help"], terminal_width=120).output, re.M)
+    commands = [name for name in listed if not name.startswith("-")]
+    assert commands == ["data", "demo", "pretrain", "evaluate", "sweep", "compare", "davis-score", "bench"]
