@@ -200,6 +200,7 @@ class TrackingSection(Section):
     experiment: str | None = None  # None = the config's name
     log_every_steps: int = Field(10, ge=1)
     cluster_pictures_every_steps: int = Field(0, ge=0)  # 0 = off
+    system_metrics_every_s: float = Field(10.0, ge=0)  # MLflow's system metrics of the first worker's machine; 0 = off
 
     @field_validator("tracking_uri", mode="before")
     @classmethod

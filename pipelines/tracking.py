@@ -112,6 +112,20 @@ def bound_retries() -> None:
         os.environ.setdefault(name, value)
 
 
+def system_metrics(tracking_uri: str, run_id: str, every_s: float, resumed: bool = False):
+    """MLflow's own system metrics (CPU, memory, disk, network; GPU where pynvml sees one) of this machine, on the
+    run as `system/...`, sampled every `every_s` seconds by a background thread; None when every_s is 0.
+    -> the monitor (call .finish() at the end)."""
+    if not every_s:
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=every_s, resume_logging=resumed,
+                                   tracking_uri=tracking_uri)
+    monitor.start()
+    return monitor
+
+
 class TrackingOutageError(RuntimeError):
     """MLflow did not take a batch of metrics (they are kept with the checkpoint and replayed on resume)."""
 

@@ -29,7 +29,7 @@ from croc.train_step import TrainStep
 from croc.visualize import cluster_picture, denormalize
 from pipelines.config import PretrainConfig
 from pipelines.data_pipeline import view_batches
-from pipelines.tracking import MetricBuffer, bound_retries
+from pipelines.tracking import MetricBuffer, bound_retries, system_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     skipped = torch.zeros((), dtype=torch.float64)
     window_start, window_images = time.perf_counter(), 0
+    monitor = (system_metrics(loop_config["tracking_uri"], loop_config["run_id"], cfg.tracking.system_metrics_every_s,
+                              resumed=checkpoint is not None) if rank == 0 else None)
 
     while step < total_steps:
         epoch = step // steps_per_epoch
@@ -141,6 +143,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 _report(step, epoch + int(at_epoch_end), model, step_fn, cfg, rank, tracker)
                 if rank == 0 and loop_config.get("export_dir"):
                     _export_for_evaluation(model, cfg, step, Path(loop_config["export_dir"]), progress)
+    if monitor is not None:
+        monitor.finish()
 
 
 def _report_collapse(alerts: list[CollapseAlert], tracker: MetricBuffer | None) -> None:

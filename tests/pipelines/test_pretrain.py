@@ -54,6 +54,8 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
                 "clusters_per_problem", "images_per_s", "skipped_records"):
         assert history_steps(client, run_id, key) == list(range(1, STEPS + 1)), key
+    system = {key for key in client.get_run(run_id).data.metrics if key.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "backbone.safetensors", "images"} <= artifacts  # images: the cluster pictures
     pictures = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
