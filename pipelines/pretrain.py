@@ -178,6 +178,31 @@ def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: C
     return outcome["result"]
 
 
+HEADLINE_NAMES = {"linear": "miou", "unsup": "miou", "davis": "jf"}  # eval/<task>/<name> on the pre-training run
+
+
+def log_headlines(client: MlflowClient, run_id: str, evaluations: Sequence[EvalSummary], final_step: int) -> None:
+    """Each finished evaluation's headline also on its pre-training run, at its checkpoint's step, under one name
+    pattern for every task (eval/linear_voc/miou, eval/unsup_voc/miou, eval/davis/jf): MLflow's runs table can
+    then rank pre-trainings by result, and its charts show results over checkpoints. Baselines are not logged."""
+    from mlflow.entities import Metric
+
+    from pipelines.sweep_config import HEADLINE_METRIC
+
+    now, metrics = int(time.time() * 1000), []
+    for summary in evaluations:
+        step = final_step if summary.label == "final" else (
+            int(summary.label.removeprefix("step ")) if summary.label.startswith("step ") else None)
+        kind = summary.task.partition(":")[0]
+        value = summary.metrics.get(HEADLINE_METRIC.get(kind, ""))
+        if summary.error or step is None or value is None:
+            continue
+        name = summary.task.replace(":", "_")
+        metrics.append(Metric(f"eval/{name}/{HEADLINE_NAMES[kind]}", float(value), now, step))
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
 def _mark_failed(client: MlflowClient, run_id: str, console: Console) -> None:
     """End the MLflow run FAILED; where MLflow itself is down, say so and leave the training error to be raised."""
     try:
@@ -295,6 +320,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     if pending:
         console.print(f"evaluations: {len(pending)} Ray task(s) ({', '.join(tasks)}); outputs in {eval_dir}")
         evaluations = collect(pending, eval_board, console)
+        log_headlines(client, run_id, evaluations, total)
         console.print(results_table(evaluations, title=f"evaluation results ({run_name})"))
         for line in failures(evaluations):
             console.print(f"[red]failed[/] {line}")

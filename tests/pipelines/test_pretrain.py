@@ -89,6 +89,11 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
             table = "per_object.csv" if r.data.tags["croc.task"] == "davis" else "per_class_iou.csv"
             assert table in artifacts and ({"predictions.png", "propagation.png"} & artifacts), artifacts
     assert all(r.data.tags["croc.checkpoint"].startswith("random:") for r in baseline)
+    # each headline also on the pre-training run, at the checkpoint's step, one name pattern for every task
+    by_task = {r.data.tags["croc.task"]: r.data.metrics[headline[r.data.tags["croc.task"]]] for r in nested}
+    for key, task in (("eval/linear_voc/miou", "linear"), ("eval/unsup_voc/miou", "unsup"), ("eval/davis/jf", "davis")):
+        (point,) = client.get_metric_history(pretrain_id, key)
+        assert point.step == STEPS and point.value == pytest.approx(by_task[task])
     assert "evaluation results" in printed and "random init" in printed and "final" in printed
 
 

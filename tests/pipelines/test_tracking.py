@@ -105,3 +105,22 @@ def test_an_outage_fails_fast_and_a_resume_logs_every_step_exactly_once(tmp_path
     resumed.flush()
     for key in ("loss", "lr"):
         assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, 13))
+
+
+def test_evaluation_headlines_are_logged_on_the_pretraining_run_at_their_step(tmp_path: Path) -> None:
+    from pipelines.evaluate import EvalSummary
+    from pipelines.pretrain import log_headlines
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = start_run(client, "exp", "pre", run_tags("pretrain", "croc", "synthetic", "abc"), {})
+    log_headlines(client, run_id, [
+        EvalSummary("linear:voc", "final", "r1", {"miou_best": 0.4, "miou_last": 0.3}),
+        EvalSummary("unsup:voc", "step 40", "r2", {"miou_mean": 0.2}),
+        EvalSummary("davis", "final", "r3", {"jf_mean": 0.5}),
+        EvalSummary("davis", "step 40", "r4", {}, error="failed"),  # a failed one logs nothing
+        EvalSummary("linear:voc", "random init", "r5", {"miou_best": 0.1}),  # a baseline is not this run's
+    ], final_step=80)
+    logged = {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+              for key in client.get_run(run_id).data.metrics}
+    assert logged == {"eval/linear_voc/miou": [(80, 0.4)], "eval/unsup_voc/miou": [(40, 0.2)],
+                      "eval/davis/jf": [(80, 0.5)]}
