@@ -52,7 +52,7 @@ from pipelines.evaluate_run import evaluation_dir
 from pipelines.resume import check_resume, record_config_change
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 from pipelines.terminal import make_console, mute_library_info, verbose
-from pipelines.tracking import bound_retries, check_tracking_uri, run_tags, start_run
+from pipelines.tracking import bound_retries, check_tracking_uri, log_training_dataset, run_tags, start_run
 from pipelines.train_loop import train_loop
 from pipelines.worker_errors import worker_input_error
 
@@ -260,6 +260,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
                        run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg), extra_tags),
                        flat_params(cfg), parent_run_id=parent_run_id)
     record_config_change(client, run_id, resumed_from, changes, config_hash(cfg))
+    if not resumed_from:
+        log_training_dataset(client, run_id, shard_dir, manifest)
     console.print(f"run {run_name}: {total} steps ({per_epoch}/epoch) on {cfg.resources.num_workers} worker(s), "
                   f"{manifest['num_images']} images; MLflow run {run_id}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -110,6 +111,21 @@ def bound_retries() -> None:
     """Apply BOUNDED_RETRIES to this process, where the user has not set them."""
     for name, value in BOUNDED_RETRIES.items():
         os.environ.setdefault(name, value)
+
+
+def log_training_dataset(client: MlflowClient, run_id: str, shard_dir: str, manifest: Mapping) -> None:
+    """The shards a run trains on as an MLflow dataset input (the UI's Datasets column): named after the dataset
+    folder, the manifest's fingerprint as digest, the shard folder as source, image count as profile."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    root = Path(str(manifest.get("root", shard_dir)))
+    digest = str(manifest.get("fingerprint") or
+                 hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16])
+    dataset = Dataset(name=f"{root.parent.name}/{root.name}", digest=digest, source_type="local", source=shard_dir,
+                      schema=json.dumps({"columns": ["id", "source", "image", "width", "height"]}),
+                      profile=json.dumps({"num_images": manifest.get("num_images"), "kind": manifest.get("kind"),
+                                          "shards": len(manifest.get("shards", []))}))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
 
 
 def system_metrics(tracking_uri: str, run_id: str, every_s: float, resumed: bool = False):

@@ -54,6 +54,10 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
                 "clusters_per_problem", "images_per_s", "skipped_records"):
         assert history_steps(client, run_id, key) == list(range(1, STEPS + 1)), key
+    (trained_on,) = client.get_run(run_id).inputs.dataset_inputs  # the Datasets column of the MLflow UI
+    assert trained_on.dataset.name.endswith("/coco") and trained_on.dataset.name.startswith("croc-synthetic-2")
+    assert len(trained_on.dataset.digest) == 16 and '"num_images": 48' in trained_on.dataset.profile
+    assert [(t.key, t.value) for t in trained_on.tags] == [("mlflow.data.context", "train")]
     system = {key for key in client.get_run(run_id).data.metrics if key.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     artifacts = {a.path for a in client.list_artifacts(run_id)}
