@@ -29,7 +29,7 @@ def compare(
     runs: str | None = typer.Option(None, "--runs", help="comma-separated pre-training run ids or names (and "
                                     "external checkpoint labels, e.g. 'random init'); default: all"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="default sqlite:///CWD/mlflow.db"),
-    out: str | None = typer.Option(None, "--out", help="folder for TABLE.md / TABLE.csv "
+    out: str | None = typer.Option(None, "--out", help="folder for the tables, Markdown and CSV "
                                     "(default ./compare/EXPERIMENT)"),
     plot: bool = typer.Option(False, "--plot", help="also PNG charts (matplotlib), logged to MLflow in a new run "
                               "tagged croc.kind=compare"),
