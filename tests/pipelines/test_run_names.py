@@ -65,7 +65,7 @@ def test_pretrain_passes_a_valid_run_name_through(tmp_path: Path, monkeypatch: p
 
     seen: dict = {}
     monkeypatch.setattr(pipelines.pretrain, "run_pretrain",
-                        lambda cfg, run_name=None: seen.update(cfg=cfg, run_name=run_name))
+                        lambda cfg, run_name=None, **_: seen.update(cfg=cfg, run_name=run_name))
     result = CliRunner().invoke(app, ["pretrain", "--config", str(SMOKE), "--run-name", "smoke-2026.v1_a",
                                       *_overrides(tmp_path)])
     assert result.exit_code == 0, result.output
