@@ -58,15 +58,11 @@ def test_printed_paths_are_never_wrapped_when_output_is_not_a_terminal() -> None
 
 
 def test_verbose_is_a_global_option(monkeypatch) -> None:
-    from typer.testing import CliRunner
+    from pipelines.terminal import VERBOSE_ENV, verbose
 
-    from pipelines.cli import app
-    from pipelines.terminal import verbose
-
-    monkeypatch.delenv("CROC_VERBOSE", raising=False)
+    monkeypatch.setenv(VERBOSE_ENV, "0")  # recorded: whatever the CLI sets is undone afterwards
     assert CliRunner().invoke(app, ["data", "--help"]).exit_code == 0 and not verbose()
     assert CliRunner().invoke(app, ["--verbose", "data", "--help"]).exit_code == 0 and verbose()
-    monkeypatch.delenv("CROC_VERBOSE", raising=False)
 
 
 def test_loading_the_command_line_imports_neither_torch_nor_ray() -> None:
@@ -81,8 +77,9 @@ def test_loading_the_command_line_imports_neither_torch_nor_ray() -> None:
 def test_without_verbose_the_libraries_info_lines_are_muted(monkeypatch) -> None:
     import logging
 
-    from pipelines.terminal import QUIET_LOGGERS, set_verbose
+    from pipelines.terminal import QUIET_LOGGERS, VERBOSE_ENV, set_verbose
 
+    monkeypatch.setenv(VERBOSE_ENV, "0")
     monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
     for name in QUIET_LOGGERS:
         monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
