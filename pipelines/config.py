@@ -26,7 +26,7 @@ from pipelines.config_schema import EVAL_TASKS, PretrainConfig
 from pipelines.schema_base import check_name
 
 __all__ = ["EVAL_TASKS", "ConfigError", "PretrainConfig", "apply_overrides", "check_run_name", "config_hash",
-           "dump_config", "flat_params", "load_config", "parse_override"]
+           "dump_config", "flat_params", "flatten", "load_config", "parse_override"]
 
 _FLOAT_1_2 = re.compile(r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+
                            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X)
@@ -241,16 +241,18 @@ def config_hash(cfg: PretrainConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 5e-4}} -> {"optim.lr": 5e-4}: nested mappings to dotted keys, leaves as they are."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
 def flat_params(cfg: PretrainConfig) -> dict[str, str]:
     """{"optim.lr": "0.0005", "data.global_scale": "[0.25, 1.0]", ...}: the whole config as MLflow params."""
-    out: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, child in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, child)
-        else:
-            out[prefix] = value if isinstance(value, str) else json.dumps(value)
-
-    walk("", cfg.model_dump(mode="json"))
-    return out
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flatten(cfg.model_dump(mode="json")).items()}

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from croc.checkpoint import load_training_state
 from croc.errors import InputError
+from pipelines.config import flatten
 
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints, the latest among them
 # Sections that say where and how a run is tracked, evaluated and scheduled, not what it trains: free to change.
@@ -44,20 +45,9 @@ def latest_checkpoint(storage_path: str, run_name: str) -> Path | None:
     return folder
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def config_changes(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> list[ConfigChange]:
     """Settings (dotted keys) whose value differs, outside FREE_SECTIONS, sorted by key."""
-    old, new = _flat(saved), _flat(requested)
+    old, new = flatten(saved), flatten(requested)
     keys = sorted(set(old) | set(new))
     return [ConfigChange(k, old.get(k), new.get(k)) for k in keys
             if k.split(".")[0] not in FREE_SECTIONS and old.get(k) != new.get(k)]
