@@ -249,6 +249,12 @@ def bench_train(
 
 
 def main() -> None:
+    import os
+    import shlex
+    import sys
+
+    # what the runs record as their MLflow source (inherited by a local Ray's workers)
+    os.environ.setdefault("CROC_COMMAND", shlex.join(["croc", *sys.argv[1:]]))
     app()
 
 

@@ -64,9 +64,24 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+def provenance_tags(sha: str) -> dict[str, str]:
+    """MLflow's own source tags (the UI's Source and Version columns) and what `croc submit` passed to the job."""
+    submitted = os.environ.get("CROC_SUBMISSION_ID")
+    tags = {"mlflow.source.name": os.environ.get("CROC_COMMAND", "croc"),
+            "mlflow.source.type": "JOB" if submitted or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else "LOCAL"}
+    if sha != "unknown":
+        tags["mlflow.source.git.commit"] = sha
+    if os.environ.get("CROC_GIT_DIRTY") in ("0", "1"):
+        tags["croc.git_dirty"] = "true" if os.environ["CROC_GIT_DIRTY"] == "1" else "false"
+    if submitted:
+        tags["croc.submission_id"] = submitted
+    return tags
+
+
 def run_tags(kind: str, method: str, dataset: str, config_hash: str, extra: Mapping[str, str] | None = None) -> dict:
+    sha = git_sha()
     tags = {"croc.kind": kind, "croc.method": method, "croc.dataset": dataset, "croc.config_hash": config_hash,
-            "croc.git_sha": git_sha()}
+            "croc.git_sha": sha, **provenance_tags(sha)}
     if os.environ.get("CROC_IMAGE"):
         tags["croc.image"] = os.environ["CROC_IMAGE"]
     tags.update(extra or {})

@@ -124,3 +124,23 @@ def test_evaluation_headlines_are_logged_on_the_pretraining_run_at_their_step(tm
               for key in client.get_run(run_id).data.metrics}
     assert logged == {"eval/linear_voc/miou": [(80, 0.4)], "eval/unsup_voc/miou": [(40, 0.2)],
                       "eval/davis/jf": [(80, 0.5)]}
+
+
+def test_runs_carry_mlflow_source_tags_and_what_croc_submit_passed(tmp_path: Path, monkeypatch) -> None:
+    for name in ("CROC_SUBMISSION_ID", "CROC_GIT_DIRTY", "RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CROC_COMMAND", "croc pretrain --config experiments/synthetic/smoke.yaml")
+    monkeypatch.setenv("CROC_GIT_SHA", "c" * 40)
+    local = run_tags("pretrain", "croc", "synthetic", "abc")
+    assert local["mlflow.source.name"] == "croc pretrain --config experiments/synthetic/smoke.yaml"
+    assert local["mlflow.source.type"] == "LOCAL" and local["mlflow.source.git.commit"] == "c" * 40
+    assert "croc.git_dirty" not in local and "croc.submission_id" not in local  # not known outside `croc submit`
+    monkeypatch.setenv("CROC_SUBMISSION_ID", "croc-pretrain-x-20261130-120000")
+    monkeypatch.setenv("CROC_GIT_DIRTY", "1")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(start_run(client, "exp", "job", run_tags("pretrain", "croc", "synthetic", "abc"), {}))
+    tags = run.data.tags
+    assert tags["mlflow.source.type"] == "JOB" and tags["croc.git_dirty"] == "true"
+    assert tags["croc.submission_id"] == "croc-pretrain-x-20261130-120000" and tags["croc.git_sha"] == "c" * 40
+    monkeypatch.setenv("CROC_GIT_SHA", "unknown")
+    assert "mlflow.source.git.commit" not in run_tags("pretrain", "croc", "synthetic", "abc")
