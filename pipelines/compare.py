@@ -232,6 +232,12 @@ class ComparisonTable:
     axis: list[str] = field(default_factory=list)
     axis_name: str = ""
     note: str = ""
+    errors: pd.DataFrame | None = None  # the std behind each value where the metric has one (NaN elsewhere)
+
+    @property
+    def has_values(self) -> bool:
+        """False when no cell holds a number (nothing in the experiment was evaluated for this table)."""
+        return not self.values.empty and bool(self.values.notna().to_numpy().any())
 
 
 @dataclass(frozen=True)
@@ -279,14 +285,16 @@ ABLATION_COLUMNS = tuple(
 
 
 def _frames(label_columns: list[str], labels: list[dict[str, str]], cells: list[list[Cell]],
-            headers: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (the strings shown, label columns first; the numbers behind the metric columns)."""
+            headers: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """-> (the strings shown, label columns first; the numbers behind the metric columns; their stds)."""
     text = [{**label, **{h: c.text() for h, c in zip(headers, row, strict=True)}} for label, row in
             zip(labels, cells, strict=True)]
     frame = pd.DataFrame(text, columns=[*label_columns, *headers], dtype=object)
     numbers = [[c.value if c.present else math.nan for c in row] for row in cells]
     values = pd.DataFrame(numbers, columns=headers, dtype=float, index=frame.index)
-    return frame, values
+    spreads = [[c.std if c.present and c.std is not None else math.nan for c in row] for row in cells]
+    errors = pd.DataFrame(spreads, columns=headers, dtype=float, index=frame.index)
+    return frame, values, errors
 
 
 def main_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
@@ -300,8 +308,8 @@ def main_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
             row.append(average_cell(row))
         labels.append({"Method": subject.method, "Dataset": subject.dataset, "Run": subject.run})
         cells.append(row)
-    frame, values = _frames(["Method", "Dataset", "Run"], labels, cells, headers)
-    return ComparisonTable(name, spec.title, frame, values)
+    frame, values, errors = _frames(["Method", "Dataset", "Run"], labels, cells, headers)
+    return ComparisonTable(name, spec.title, frame, values, errors=errors)
 
 
 def ablation_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
@@ -311,9 +319,10 @@ def ablation_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
     rows = sorted(rows, key=lambda s: ablation_sort_key(spec.param, s.params[spec.param]))
     labels = [{spec.axis_name: s.params[spec.param], "Method": s.method, "Run": s.run} for s in rows]
     cells = [[cell_for(s, column) for column in ABLATION_COLUMNS] for s in rows]
-    frame, values = _frames([spec.axis_name, "Method", "Run"], labels, cells, [c.header for c in ABLATION_COLUMNS])
+    frame, values, errors = _frames([spec.axis_name, "Method", "Run"], labels, cells,
+                                    [c.header for c in ABLATION_COLUMNS])
     return ComparisonTable(name, spec.title, frame, values, axis=[s.params[spec.param] for s in rows],
-                           axis_name=spec.axis_name, note=note)
+                           axis_name=spec.axis_name, note=note, errors=errors)
 
 
 def recipe(params: dict[str, str], ignore: str) -> tuple[tuple[str, str], ...]:

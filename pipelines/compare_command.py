@@ -31,8 +31,8 @@ def compare(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="default sqlite:///CWD/mlflow.db"),
     out: str | None = typer.Option(None, "--out", help="folder for the tables, Markdown and CSV "
                                     "(default ./compare/EXPERIMENT)"),
-    plot: bool = typer.Option(False, "--plot", help="also PNG charts (matplotlib), logged to MLflow in a new run "
-                              "tagged croc.kind=compare"),
+    plot: bool = typer.Option(False, "--plot", help="also PNG charts (matplotlib), logged with the tables to the "
+                              "experiment's compare run (tagged croc.kind=compare; one per --runs selection, reused)"),
     tables: str | None = typer.Option(None, "--tables", help=f"comma-separated, among {', '.join(TABLE_CHOICES)} "
                                       "(default: all)"),
 ) -> None:
@@ -48,12 +48,15 @@ def compare(
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    from pipelines.compare_render import rich_table, write_tables
+    from pipelines.compare_render import NO_VALUES, rich_table, write_tables
 
     for warning in comparison.warnings:
         console.print(f"[yellow]warning[/] {warning}")
     for table in comparison.tables:
-        console.print(rich_table(table))
+        if table.has_values:
+            console.print(rich_table(table))
+        else:  # a table no run of the experiment has numbers for: one line, not a table of "missing"
+            console.print(f"[dim]{table.title}: {NO_VALUES}[/]")
     out_dir = Path(out) if out else default_out_dir(experiment)
     written = write_tables(comparison.tables, out_dir)
     console.print(f"wrote {len(written)} files to {out_dir}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,9 @@ from pipelines.compare import ComparisonTable
 from pipelines.tracking import git_sha
 
 CELL_STYLES = {"failed": "red", "stopped": "yellow", "missing": "dim", "running": "yellow", "n/a": "dim"}
+
+
+NO_VALUES = "no values: nothing in this experiment was evaluated for this table"
 
 
 # -------------------------------------------------------------------------------------------------------- terminal
@@ -44,6 +46,8 @@ def markdown(table: ComparisonTable) -> str:
     if table.frame.empty:
         lines.append("")
         lines.append("_no rows_")
+    elif not table.has_values:
+        lines += ["", f"_{NO_VALUES}_"]
     if table.note:
         lines += ["", f"_{table.note}_"]
     return "\n".join(lines) + "\n"
@@ -76,7 +80,7 @@ def matplotlib_available() -> bool:
 
 def plottable(table: ComparisonTable) -> bool:
     """A table worth a chart: at least one value."""
-    return not table.values.empty and bool(table.values.notna().to_numpy().any())
+    return table.has_values
 
 
 def write_plots(tables: Sequence[ComparisonTable], out_dir: Path) -> list[Path]:
@@ -136,8 +140,14 @@ def _bar_figure(plt, table: ComparisonTable):
     width = 0.8 / max(1, len(rows))
     for i, row in enumerate(rows):
         values = [table.values.iloc[i][c] for c in columns]
-        xs = [j + i * width for j, v in enumerate(values) if not math.isnan(v)]
-        axes.bar(xs, [v for v in values if not math.isnan(v)], width=width, label=row)
+        kept = [j for j, v in enumerate(values) if not math.isnan(v)]
+        spreads = None
+        if table.errors is not None:
+            spreads = [table.errors.iloc[i][columns[j]] for j in kept]
+            spreads = [0.0 if math.isnan(e) else e for e in spreads] if any(not math.isnan(e) for e in spreads) \
+                else None
+        axes.bar([j + i * width for j in kept], [values[j] for j in kept], width=width, label=row, yerr=spreads,
+                 capsize=3 if spreads else 0)
     axes.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], columns)
     axes.set_ylabel("%")
     axes.set_title(table.title, fontsize=9)
@@ -152,25 +162,31 @@ def _row_labels(table: ComparisonTable) -> list[tuple]:
 
 # ---------------------------------------------------------------------------------------------------------- MLflow
 def log_compare_run(tracking_uri: str, experiment: str, files: Sequence[Path], selection: Sequence[str]) -> str:
-    """A new run in `experiment` tagged croc.kind=compare holding `files` as artifacts -> its run id."""
+    """The experiment's compare run for this selection of runs (tagged croc.kind=compare), created on first use and
+    reused after, holding `files` as artifacts (a later call replaces them) -> its run id."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no experiment {experiment!r} at {tracking_uri}")
-    tags = {"croc.kind": "compare", "croc.git_sha": git_sha()}
-    if selection:
-        tags["croc.compare_runs"] = ",".join(selection)[:5000]
-    name = "compare-" + time.strftime("%Y%m%d-%H%M%S")
-    run = client.create_run(found.experiment_id, run_name=_safe_name(name), tags=tags)
+    key = ",".join(selection)[:5000] if selection else "all"
+    existing = [run for run in client.search_runs([found.experiment_id], "tags.`croc.kind` = 'compare'")
+                if run.data.tags.get("croc.compare_runs", "all") == key]
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "croc.git_sha", git_sha())
+    else:
+        tags = {"croc.kind": "compare", "croc.git_sha": git_sha(), "croc.compare_runs": key}
+        name = "compare" if not selection else "compare-" + "_".join(selection)[:80]
+        run_id = client.create_run(found.experiment_id, run_name=_safe_name(name), tags=tags).info.run_id
     try:
         for path in files:
-            client.log_artifact(run.info.run_id, str(path), artifact_path="charts" if path.suffix == ".png"
-                                else "tables")
+            client.log_artifact(run_id, str(path), artifact_path="charts" if path.suffix == ".png" else "tables")
     except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")
+        client.set_terminated(run_id, status="FAILED")
         raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
-    return run.info.run_id
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
 
 
 def _safe_name(name: str) -> str:

@@ -228,6 +228,12 @@ def test_cli_prints_writes_markdown_csv_and_charts(store: Store, tmp_path: Path)
     assert pd.read_csv(out / "linear.csv")["Average"].tolist()[-1] == "4.0"
     (logged,) = store.client.search_runs([store.experiment_id], "tags.`croc.kind` = 'compare'")
     assert {a.path for a in store.client.list_artifacts(logged.info.run_id)} == {"charts", "tables"}
+    again = CliRunner().invoke(cli(), ["compare", "--experiment", EXPERIMENT, "--tracking-uri", store.uri,
+                                       "--out", str(out), "--tables", "linear", "--plot"])
+    assert again.exit_code == 0, again.output
+    (reused,) = store.client.search_runs([store.experiment_id], "tags.`croc.kind` = 'compare'")
+    assert reused.info.run_id == logged.info.run_id and reused.info.status == "FINISHED"  # no new run per call
+    assert logged.info.run_id in again.output
 
 
 def test_cli_names_an_unknown_experiment_and_lists_the_existing_ones(store: Store) -> None:
@@ -258,3 +264,29 @@ def test_cli_names_a_missing_sqlite_store(tmp_path: Path) -> None:
 
 def test_the_cli_offers_every_table() -> None:
     assert TABLE_CHOICES == TABLE_NAMES
+
+
+def test_a_table_without_any_value_is_one_line_and_marked_in_its_file(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli(), ["compare", "--experiment", EXPERIMENT, "--tracking-uri", store.uri,
+                                        "--out", str(out), "--tables", "ade20k,ablation_tokens"])
+    assert result.exit_code == 0, result.output
+    assert "Table 2: linear segmentation on ADE20K, mIoU (%): no values" in " ".join(result.output.split())
+    assert "failed" not in result.output  # the cells are not printed
+    assert "no values" in (out / "ade20k.md").read_text()
+
+
+def test_the_bar_chart_draws_the_std_as_error_bars(runs: pd.DataFrame) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.compare_render import _bar_figure
+
+    built = table(runs, "unsup")
+    croc = built.frame.index[built.frame["Run"] == "croc-a"][0]
+    assert built.errors is not None and built.errors.loc[croc].notna().any()  # the stds behind "mean ± std"
+    figure = _bar_figure(plt, built)
+    bars_with_errors = [c for c in figure.axes[0].containers if getattr(c, "errorbar", None) is not None]
+    plt.close(figure)
+    assert bars_with_errors  # one error-bar set per run that has a std
