@@ -109,7 +109,9 @@ def run_linear(task: str, dataset: str, features_of: Callable[[int], DenseFeatur
                           {"per_class_iou.csv": _class_rows(result.class_names, iou_best=result.iou_best,
                                                             iou_last=result.iou_last)})
     if result.examples:
-        outcome.pictures["predictions.png"] = segmentation_rows(result.examples)
+        outcome.pictures["predictions.png"] = segmentation_rows(
+            result.examples, result.class_names,
+            f"{task}: linear probe, best epoch {result.best_epoch}, mIoU {100 * result.miou_best:.1f}")
     return outcome
 
 
@@ -125,7 +127,10 @@ def run_unsup(task: str, dataset: str, features_of: Callable[[int], DenseFeature
     outcome = EvalOutcome(task, metrics, {}, {"per_class_iou.csv": _class_rows(result.class_names,
                                                                                 iou_mean=result.iou_mean)})
     if result.examples:
-        outcome.pictures["predictions.png"] = segmentation_rows(result.examples)
+        outcome.pictures["predictions.png"] = segmentation_rows(
+            result.examples, result.class_names,
+            f"{task}: K-Means clusters matched to classes (seed {config.seeds[0]}), "
+            f"mIoU {100 * result.miou_mean:.1f} mean over seeds")
     return outcome
 
 
@@ -147,18 +152,23 @@ def run_davis_task(task: str, features_of: Callable[[int], DenseFeatures], proto
     outcome = EvalOutcome(task, metrics, {}, {"per_object.csv": list(s["per_object"])},
                           files={"davis_predictions": result.predictions_dir})
     if pictures and result.videos:
-        outcome.pictures["propagation.png"] = _propagation_picture(root, protocol.davis_split, result.videos[0],
-                                                                   result.predictions_dir, pictures)
+        outcome.pictures["propagation.png"] = _propagation_picture(
+            root, protocol.davis_split, result.videos[0], result.predictions_dir, pictures,
+            f"{task}: masks propagated from frame 0 of {result.videos[0]}, J&F {100 * s['J&F']:.1f} over all videos")
     return outcome
 
 
-def _propagation_picture(root: str, split: str, video: str, predictions: Path, count: int) -> np.ndarray:
+def _propagation_picture(root: str, split: str, video: str, predictions: Path, count: int,
+                         title: str) -> np.ndarray:
     davis = Davis2017(root, split)
     frames = davis.frames(video)
+    truths = {path.stem: path for path in davis.annotation_paths(video)}
     picks = np.unique(np.linspace(0, len(frames) - 1, num=min(count + 1, len(frames))).round().astype(int))
     images = [davis.load_frame(frames[i]) for i in picks]
     masks = [davis.load_annotation(predictions / video / f"{frames[i].stem}.png").numpy() for i in picks]
-    return video_strip(images, masks)
+    truth = [davis.load_annotation(truths[frames[i].stem]).numpy() if frames[i].stem in truths else None
+             for i in picks]
+    return video_strip(images, masks, truth, [int(i) for i in picks], title)
 
 
 def run_task(task: str, backbone: FrozenBackbone, protocol: EvalProtocol, roots: Mapping[str, str | None],
