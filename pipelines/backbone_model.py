@@ -1,0 +1,77 @@
+"""The exported backbone as an MLflow model: loadable with `mlflow.pyfunc.load_model` and registrable.
+
+The model folder holds the timm-compatible `backbone.safetensors` (the same file timm users load), the `croc`
+package (the code that rebuilds the timm model from it), a signature and the pinned requirements:
+
+    model = mlflow.pyfunc.load_model("runs:/<run id>/backbone_model")
+    tokens = model.predict(images)       # float32 [B, 3, H, W], normalised -> float32 [B, 1 + N, D] (CLS first)
+    mlflow.register_model("runs:/<run id>/backbone_model", "croc-vit-small")
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import croc
+
+ARTIFACT_PATH = "backbone_model"
+REQUIREMENTS = ("torch", "timm", "safetensors", "numpy")
+
+
+def _pyfunc_model() -> Any:
+    import mlflow.pyfunc
+
+    class BackboneModel(mlflow.pyfunc.PythonModel):
+        """A frozen ViT backbone: normalised images in, every output token out (CLS first)."""
+
+        def load_context(self, context: Any) -> None:
+            from croc.export import load_timm_backbone
+
+            self.model = load_timm_backbone(context.artifacts["backbone"])
+
+        def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
+            import torch
+
+            if isinstance(model_input, dict):  # a named tensor input arrives as {name: array}
+                model_input = model_input["images"]
+            images = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+            if images.dim() != 4 or images.shape[1] != 3:
+                raise ValueError(f"expected images [B, 3, H, W], got {list(images.shape)}")
+            with torch.inference_mode():
+                return self.model.forward_features(images).float().numpy()  # [B, 1 + N, D]
+
+    return BackboneModel()
+
+
+def signature(dim: int) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1), "images")]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, dim), "tokens")]))
+
+
+def save_backbone_model(backbone_file: str | Path, out_dir: str | Path, dim: int) -> Path:
+    """Write the MLflow model folder for an exported backbone file -> the folder."""
+    import mlflow.pyfunc
+
+    out = Path(out_dir)
+    requirements = [f"{name}=={metadata.version(name)}" for name in REQUIREMENTS]
+    mlflow.pyfunc.save_model(path=str(out), python_model=_pyfunc_model(),
+                             artifacts={"backbone": str(backbone_file)},
+                             code_paths=[str(Path(croc.__file__).parent)], signature=signature(dim),
+                             pip_requirements=requirements)
+    return out
+
+
+def log_backbone_model(client: Any, run_id: str, backbone_file: str | Path, dim: int) -> str:
+    """Save the model and log it under the run's `backbone_model` -> its URI (runs:/<id>/backbone_model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_backbone_model(backbone_file, Path(tmp) / ARTIFACT_PATH, dim)
+        client.log_artifacts(run_id, str(folder), ARTIFACT_PATH)
+    return f"runs:/{run_id}/{ARTIFACT_PATH}"

@@ -1,0 +1,43 @@
+"""The exported backbone as an MLflow model: logged on a run, loaded back with pyfunc, registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from croc.backbone import create_backbone
+from croc.export import export_backbone, load_timm_backbone
+from pipelines.backbone_model import ARTIFACT_PATH, log_backbone_model
+from pipelines.tracking import run_tags, start_run
+
+
+def test_the_logged_model_loads_predicts_like_timm_and_registers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    backbone_file = export_backbone(create_backbone("vit_tiny", 16, 0.0), tmp_path / "backbone.safetensors",
+                                    "vit_tiny", 16, image_size=64)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = start_run(client, "exp", "pre", run_tags("pretrain", "croc", "synthetic", "abc"), {})
+    model_uri = log_backbone_model(client, run_id, backbone_file, dim=192)
+    assert model_uri == f"runs:/{run_id}/{ARTIFACT_PATH}"
+    assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(run_id, ARTIFACT_PATH)}
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+        images = np.random.default_rng(0).standard_normal((2, 3, 48, 64)).astype(np.float32)
+        tokens = model.predict(images)
+        with torch.inference_mode():
+            expected = load_timm_backbone(backbone_file).forward_features(torch.from_numpy(images)).numpy()
+        assert tokens.shape == (2, 1 + 3 * 4, 192)  # CLS + a 3x4 patch grid, any image size
+        np.testing.assert_allclose(tokens, expected, rtol=1e-5, atol=1e-5)
+        inputs = model.metadata.get_input_schema().inputs[0]
+        assert inputs.name == "images" and inputs.shape == (-1, 3, -1, -1)
+        version = mlflow.register_model(model_uri, "croc-test-backbone")
+        assert int(version.version) == 1 and version.run_id == run_id
+    finally:
+        mlflow.set_tracking_uri(None)
