@@ -34,7 +34,7 @@ from croc.augment import IMAGENET_MEAN, IMAGENET_STD, photometric_views
 from croc.data.decode_views import decode_batch
 from croc.data.pretrain_images import ImageRecord
 from croc.data.shards import iter_rows, load_manifest, shard_paths, write_shards
-from croc.data.synthetic import SynthSpec, render_scene
+from croc.synthetic.benchmark import SynthSpec, render_scene
 
 
 @dataclass(frozen=True)

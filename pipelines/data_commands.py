@@ -64,7 +64,7 @@ def synth(
     """Generate the embedded synthetic benchmark (scene-centric images, exact labels, videos); resumable."""
     from dataclasses import replace
 
-    from croc.data.synthetic import SynthSpec, generate_benchmark
+    from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
     try:
         spec = SynthSpec.tiny(seed) if tiny else SynthSpec(seed=seed)

@@ -21,7 +21,7 @@ from croc.clustering import ClusteringConfig
 from croc.collapse import CollapseMonitor
 from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
-from croc.synthetic_scenes import synthetic_scene
+from croc.synthetic.scenes import synthetic_scene
 from croc.train_step import TrainStep
 from pipelines.terminal import make_console
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from croc.data.synthetic import VERSION, SynthSpec, generate_benchmark
+from croc.synthetic.benchmark import VERSION, SynthSpec, generate_benchmark
 from pipelines.config import PretrainConfig
 
 

@@ -1,7 +1,7 @@
 """Rendering of the synthetic benchmark: its spec, scenes (image + exact labels), videos and label maps.
 
 Vectorised numpy; each item is drawn from its own generator seeded by (seed, stream, index). The files in the
-official layouts are written by croc.data.synthetic.
+official layouts are written by croc.synthetic.benchmark.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from croc.data.palette import voc_palette
-from croc.data.synthetic_textures import (
+from croc.errors import InputError
+from croc.synthetic.textures import (
     STUFF_CATALOGUE,
     THING_CATALOGUE,
     StuffClass,
@@ -25,7 +26,6 @@ from croc.data.synthetic_textures import (
     shape_mask,
     smooth_field,
 )
-from croc.errors import InputError
 
 VERSION = "croc-synthetic-2"  # 2: object-centric VOC scenes (voc_objects, voc_object_scale)
 OTHER_ID = 183  # COCO-Stuff "other": every thing pixel in the stuff pixel maps

@@ -1,6 +1,6 @@
 """Procedural scene-centric images for the demo (in memory: no files, no downloads).
 
-A thin view of the embedded synthetic benchmark's renderer (`croc.data.synthetic.render_scene`): a few 'stuff'
+A thin view of the embedded synthetic benchmark's renderer (`croc.synthetic.benchmark.render_scene`): a few 'stuff'
 regions with smooth irregular boundaries and their own textures, and a few 'thing' objects whose class sets shape
 and texture (the colour of every instance is random), drawn with occlusion. Deterministic for a seed. Labels are
 dense indices here (stuff 0..N_STUFF-1, things after); the benchmark on disk uses the real COCO ids.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from croc.data.synthetic import SynthSpec, render_scene
+from croc.synthetic.benchmark import SynthSpec, render_scene
 
 N_STUFF, N_THINGS = 4, 6
 SPEC = SynthSpec(n_thing_classes=N_THINGS, n_stuff_classes=N_STUFF, objects_min=1, objects_max=4)

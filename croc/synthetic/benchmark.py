@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from croc.data.synthetic_render import (
+from croc.errors import InputError
+from croc.files import write_atomically
+from croc.synthetic.render import (
     COCO_ID_BASE,
     OTHER_ID,
     VERSION,
@@ -51,9 +53,7 @@ from croc.data.synthetic_render import (
     stuff_pixelmap,
     voc_label,
 )
-from croc.data.synthetic_textures import STUFF_CATALOGUE, THING_CATALOGUE, VOC_CLASSES, StuffClass, ThingClass
-from croc.errors import InputError
-from croc.files import write_atomically
+from croc.synthetic.textures import STUFF_CATALOGUE, THING_CATALOGUE, VOC_CLASSES, StuffClass, ThingClass
 
 __all__ = ["OTHER_ID", "STUFF_CATALOGUE", "THING_CATALOGUE", "VERSION", "VOC_CLASSES", "VOC_IGNORE", "Scene",
            "StuffClass", "SynthSpec", "ThingClass", "VideoClip", "generate_benchmark", "item_rng", "manifest_of",
@@ -195,7 +195,7 @@ def _category_lists(spec: SynthSpec) -> dict[str, list[dict[str, Any]]]:
 
 def _info(spec: SynthSpec) -> dict[str, Any]:
     return {"description": f"CrOC embedded synthetic benchmark ({VERSION}), seed {spec.seed}", "version": VERSION,
-            "year": 2017, "contributor": "croc.data.synthetic", "url": "", "date_created": ""}
+            "year": 2017, "contributor": "croc.synthetic.benchmark", "url": "", "date_created": ""}
 
 
 def _spec_dict(spec: SynthSpec) -> dict[str, Any]:
@@ -304,7 +304,7 @@ def _write_indexes(out: Path, spec: SynthSpec, results: dict[tuple[str, str], li
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m croc.data.synthetic --out DIR [--seed N] [--tiny]`: write the benchmark, print its counts."""
+    """`python -m croc.synthetic.benchmark --out DIR [--seed N] [--tiny]`: write the benchmark, print its counts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (coco/, voc/, davis/, manifest.json)")
     parser.add_argument("--seed", type=int, default=0)
