@@ -20,24 +20,11 @@ import ray
 import torch
 from ray.data import FileShuffleConfig
 
-from croc.augment import GLOBAL_SCALE
 from croc.batch import ViewBatch
 from croc.data.decode_views import decode_batch
 from croc.data.shards import load_manifest, shard_paths
 from croc.errors import InputError
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    shard_dir: str
-    image_size: int = 224
-    scale: tuple[float, float] = GLOBAL_SCALE
-    seed: int = 0
-    decode_rows: int = 32  # rows per decode call
-    decode_cpus: float = 1.0  # CPUs per decode task
-    read_block_bytes: int = 8 * 2**20  # encoded bytes per read block
-    shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0 = off)
-    prefetch_batches: int = 2
+from pipelines.config.data_settings import DataSettings
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from croc.errors import InputError
 from pipelines.config import PretrainConfig, config_hash
-from pipelines.eval_schema import EvaluationSection
+from pipelines.config.evaluation import EvaluationSection
 from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 from pipelines.tracking import experiment_id, run_tags
 

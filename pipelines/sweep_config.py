@@ -25,8 +25,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from croc.errors import InputError
 from pipelines.config import PretrainConfig, apply_overrides, load_config
-from pipelines.eval_schema import EVAL_TASKS
-from pipelines.schema_base import Section, check_name, rule_error
+from pipelines.config.base import Section, check_name, rule_error
+from pipelines.config.evaluation import EVAL_TASKS
 
 HEADLINE_METRIC = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from croc.errors import InputError
 from pipelines.cli import app
 from pipelines.config import load_config
-from pipelines.schema_base import NAME_RULE
+from pipelines.config.base import NAME_RULE
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.schema_base import Section, absolute_path, rule_error
+from pipelines.config.base import Section, absolute_path, rule_error
 
 EVAL_DATASETS = {"linear": ("voc", "coco_things", "coco_stuff", "ade20k"),
                  "unsup": ("voc", "coco_things", "coco_stuff")}

@@ -2,7 +2,7 @@
 
 Defaults are the paper's setting (appendix B, DINO's recipe) where one exists; the method's own plain dataclasses
 (croc/config.py, croc/clustering.py) are built from it by `PretrainConfig.to_train_config()`.
-Loading, overrides, error messages and hashing live in pipelines/config.py.
+Loading, overrides, error messages and hashing live in pipelines/config/loading.py.
 
 Paths are made absolute at validation time (against the current working directory): a Ray job's driver and workers
 run elsewhere, so a relative checkpoint folder or sqlite file would be written where nobody looks.
@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-if TYPE_CHECKING:  # the method (torch) and the data pipeline (Ray) are imported only when built from the config
+if TYPE_CHECKING:  # the method (torch) is imported only when built from the config
     from croc.augment import Photometric
     from croc.config import TrainConfig
-    from pipelines.data_pipeline import DataSettings
+    from pipelines.config.data_settings import DataSettings
 
-from pipelines.eval_schema import EVAL_DATASETS, EVAL_TASKS, EvaluationSection
-from pipelines.schema_base import (
+from pipelines.config.base import (
     SQLITE,
     Section,
     absolute_path,
@@ -29,6 +28,7 @@ from pipelines.schema_base import (
     check_tracking_scheme,
     rule_error,
 )
+from pipelines.config.evaluation import EVAL_DATASETS, EVAL_TASKS, EvaluationSection
 
 __all__ = ["EVAL_DATASETS", "EVAL_TASKS", "EvaluationSection", "PretrainConfig"]
 
@@ -285,8 +285,8 @@ class PretrainConfig(Section):
         return settings.scaled_blur(self.data.image_size) if section.blur_scales_with_view else settings
 
     def data_settings(self, shard_dir: str) -> DataSettings:
-        """The Ray Data pipeline's settings for these shards (imported lazily: loading a config needs no Ray)."""
-        from pipelines.data_pipeline import DataSettings
+        """The Ray Data pipeline's settings for these shards (imported lazily: croc.augment loads torch)."""
+        from pipelines.config.data_settings import DataSettings
 
         d = self.data
         return DataSettings(shard_dir=shard_dir, image_size=d.image_size, scale=tuple(d.global_scale), seed=self.seed,

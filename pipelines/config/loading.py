@@ -1,4 +1,4 @@
-"""Load, override, dump and hash the platform's typed config (the tree itself is in pipelines/config_schema.py).
+"""Load, override, dump and hash the platform's typed config (the tree itself is in pipelines/config/schema.py).
 
     cfg = load_config("experiments/paper/coco.yaml", ["optim.lr=1e-3", "data.global_scale=[0.3,1.0]"])
     trial = apply_overrides(cfg, {"clustering.lambda_pos": 3.0})   # a Tune trial
@@ -22,11 +22,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from croc.errors import InputError
-from pipelines.config_schema import EVAL_TASKS, PretrainConfig
-from pipelines.schema_base import check_name
-
-__all__ = ["EVAL_TASKS", "ConfigError", "PretrainConfig", "apply_overrides", "check_run_name", "config_hash",
-           "dump_config", "flat_params", "flatten", "load_config", "parse_override"]
+from pipelines.config.base import check_name
+from pipelines.config.schema import PretrainConfig
 
 _FLOAT_1_2 = re.compile(r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+
                            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X)
