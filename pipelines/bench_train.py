@@ -53,17 +53,19 @@ def run_train_bench(cfg: PretrainConfig, warmup: int, steps: int) -> dict:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.data_pipeline import plan_resources, view_dataset
-    from pipelines.pretrain import connect_ray, training_shards
+    from pipelines.cluster import connect_ray, plan_resources
+    from pipelines.data_pipeline import view_dataset
+    from pipelines.datasets import training_shards
 
-    shard_dir = training_shards(cfg, make_console(stderr=True))
+    shards = training_shards(cfg, make_console(stderr=True))
+    shard_dir = shards.folder
     connect_ray()
     import ray
 
-    dataset, manifest = view_dataset(cfg.data_settings(shard_dir))
+    dataset, _ = view_dataset(cfg.data_settings(shard_dir), manifest=shards.manifest)
     needed = (warmup + steps) * cfg.optim.batch_size
-    if manifest["num_images"] < needed:
-        raise SystemExit(f"the shards hold {manifest['num_images']} images; the bench needs {needed}: "
+    if shards.num_images < needed:
+        raise SystemExit(f"the shards hold {shards.num_images} images; the bench needs {needed}: "
                          "raise data.synthetic.train_images or lower --steps")
     plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), 1, False)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,6 @@ of orders), then a seeded local shuffle buffer mixes rows. Crops are drawn fresh
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,32 +21,10 @@ from ray.data import FileShuffleConfig
 
 from croc.batch import ViewBatch
 from croc.data.decode_views import decode_batch
-from croc.data.shards import load_manifest, shard_paths
+from croc.data.shards import shard_paths
 from croc.errors import InputError
 from pipelines.config.data_settings import DataSettings
-
-
-@dataclass(frozen=True)
-class ResourcePlan:
-    """How a machine's CPUs are split between Train workers and Ray Data."""
-
-    cpus_per_worker: float
-    data_cpus: float
-
-
-def plan_resources(total_cpus: float, num_workers: int, gpus: bool) -> ResourcePlan:
-    """Keep at least one whole CPU (half of a small machine) for Ray Data.
-
-    A Train worker that holds every CPU leaves Ray Data's read tasks unschedulable: the run hangs silently.
-    """
-    if num_workers < 1:
-        raise InputError(f"resources.num_workers={num_workers}: must be >= 1")
-    data = max(1.0, total_cpus / 2) if not gpus else max(1.0, total_cpus - num_workers)
-    per_worker = (total_cpus - data) / num_workers
-    if per_worker <= 0:
-        per_worker = min(0.5, total_cpus / (2 * num_workers))
-        data = total_cpus - per_worker * num_workers
-    return ResourcePlan(cpus_per_worker=round(per_worker, 3), data_cpus=data)
+from pipelines.datasets import read_manifest
 
 
 def _decode_rows(batch: dict[str, np.ndarray], image_size: int, scale: tuple[float, float],
@@ -76,12 +53,14 @@ def read_shards(files: list[str], seed: int) -> ray.data.Dataset:
         context.use_datasource_v2, context.enable_progress_bars = saved
 
 
-def view_dataset(settings: DataSettings, with_ids: bool = False) -> tuple[ray.data.Dataset, dict[str, Any]]:
+def view_dataset(settings: DataSettings, with_ids: bool = False,
+                 manifest: dict[str, Any] | None = None) -> tuple[ray.data.Dataset, dict[str, Any]]:
     """-> (dataset of rows {views [2,3,S,S] uint8, boxes [2,4], flips [2], replaced (, id)}, the manifest).
 
-    Image ids (strings) are left out by default: training batches are tensors only.
+    Image ids (strings) are left out by default: training batches are tensors only. `manifest`: the shards' manifest
+    when the caller has read it already (pipelines.datasets.read_manifest), else it is read here.
     """
-    manifest = load_manifest(settings.shard_dir)
+    manifest = manifest or read_manifest(settings.shard_dir).manifest
     dataset = read_shards([str(p) for p in shard_paths(settings.shard_dir, manifest)], settings.seed)
     # Read blocks of at most a few decode calls: one block is decoded by one task on one core.
     dataset.context.target_max_block_size = settings.read_block_bytes

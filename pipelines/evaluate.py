@@ -30,7 +30,7 @@ from rich.table import Table
 from croc.errors import InputError
 from pipelines.config import PretrainConfig, config_hash
 from pipelines.config.evaluation import EvaluationSection
-from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
+from pipelines.datasets import dataset_roots
 from pipelines.tracking import experiment_id, run_tags
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
@@ -103,16 +103,6 @@ def protocol_of(evaluation: EvaluationSection):
                               neighborhood=dav.neighborhood, topk=dav.topk, max_videos=dav.max_videos)
     return EvalProtocol(linear=linear, linear_epochs=dict(lin.epochs), ade20k=ade20k, unsup=unsup, davis=davis,
                         davis_split=dav.split)
-
-
-def dataset_roots(cfg: PretrainConfig) -> dict[str, str | None]:
-    """evaluation.datasets, with unset roots pointing into the synthetic benchmark when it is asked for."""
-    roots = cfg.evaluation.datasets.model_dump(exclude={"synthetic"})
-    if cfg.evaluation.datasets.synthetic:
-        out = ensure_synthetic_benchmark(cfg)
-        for key in ("voc", "coco", "davis"):
-            roots[key] = roots[key] or str(out / key)
-    return roots
 
 
 def resolve_checkpoint(spec: str, tracking_uri: str) -> tuple[str, str | None]:
@@ -291,18 +281,6 @@ def check_roots(cfg: PretrainConfig, tasks: Sequence[str]) -> None:
                              + ("" if key == "ade20k" else " or evaluation.datasets.synthetic=true"))
         if not Path(root).is_dir():
             raise InputError(f"evaluation.datasets.{key}={root} is not a folder (needed by task {task!r})")
-
-
-def check_resources(evaluation: EvaluationSection) -> None:
-    """A task the cluster can never place would wait forever: say so now."""
-    resources = ray.cluster_resources()
-    res = evaluation.resources
-    if res.cpus_per_task > resources.get("CPU", 0):
-        raise InputError(f"evaluation.resources.cpus_per_task={res.cpus_per_task:g} exceeds the cluster's "
-                         f"{resources.get('CPU', 0):g} CPUs")
-    if res.gpus_per_task > resources.get("GPU", 0):
-        raise InputError(f"evaluation.resources.gpus_per_task={res.gpus_per_task:g} but the cluster has "
-                         f"{resources.get('GPU', 0):g} GPUs")
 
 
 def collect(pending: Sequence[tuple[EvalRequest, ray.ObjectRef]], board: Any, console: Console,

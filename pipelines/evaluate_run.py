@@ -15,11 +15,12 @@ from rich.console import Console
 
 from croc.errors import InputError
 from croc.eval.backbones import load_backbone
+from pipelines import cluster
+from pipelines.cluster import check_evaluations_fit
 from pipelines.config import PretrainConfig
 from pipelines.evaluate import (
     EvalBoard,
     EvalSummary,
-    check_resources,
     check_roots,
     collect,
     eval_requests,
@@ -45,8 +46,6 @@ def evaluation_dir(cfg: PretrainConfig, run_name: str) -> Path:
 def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | None = None, label: str | None = None,
                  console: Console | None = None) -> list[EvalSummary]:
     """Evaluate one checkpoint on `tasks` (default: the config's evaluation.tasks); print and return the results."""
-    from pipelines.pretrain import connect_ray
-
     console = console or make_console()
     tasks = list(tasks or cfg.evaluation.tasks)
     if not tasks:
@@ -66,8 +65,8 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
         method = parent.data.tags.get("croc.method", "external")
         label = label or parent.info.run_name or parent_run_id
     label = label or (checkpoint if checkpoint.startswith(("random:", "stats:")) else Path(checkpoint).name)
-    connect_ray()
-    check_resources(cfg.evaluation)
+    cluster.connect_ray()
+    check_evaluations_fit(cfg.evaluation)
     out_dir = evaluation_dir(cfg, f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
     requests = eval_requests(cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"tasks": tasks})}),
                              tasks, label, out_dir, method=method, parent_run_id=parent_run_id,

@@ -14,17 +14,17 @@ def _images(cfg: PretrainConfig) -> tuple[int | None, str]:
     if cfg.data.source == "synthetic":
         s = cfg.data.synthetic
         return s.train_images, f"synthetic benchmark (seed {s.seed}, {s.height}x{s.width}, generated on first use)"
-    from croc.data.shards import load_manifest
+    from pipelines.datasets import read_manifest
 
     try:
-        return int(load_manifest(cfg.data.shard_dir)["num_images"]), f"shards in {cfg.data.shard_dir}"
+        return read_manifest(cfg.data.shard_dir).num_images, f"shards in {cfg.data.shard_dir}"
     except InputError as error:
         return None, f"shards in {cfg.data.shard_dir} ({error})"
 
 
 def print_plan(cfg: PretrainConfig, run_name: str | None = None) -> None:
     """Print the config as it would run (YAML, with its hash) and the plan: data, steps, workers, CPUs, outputs."""
-    from pipelines.data_pipeline import plan_resources
+    from pipelines.cluster import plan_resources
 
     console = make_console()
     console.print(dump_config(cfg), markup=False, highlight=False)

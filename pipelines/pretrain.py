@@ -9,7 +9,6 @@ checkpoint); a new run gets a new unique name.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import tempfile
@@ -28,17 +27,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from croc.checkpoint import load_training_state
-from croc.data.pretrain_images import list_pretrain_images
-from croc.data.shards import load_manifest, write_shards
-from croc.errors import InputError
 from croc.export import export_backbone_weights
+from pipelines import cluster
+from pipelines.cluster import check_evaluations_fit, train_worker_cpus
 from pipelines.config import PretrainConfig, check_run_name, config_hash, dump_config, flat_params
-from pipelines.data_pipeline import plan_resources, steps_per_epoch, view_dataset
+from pipelines.data_pipeline import steps_per_epoch, view_dataset
+from pipelines.datasets import training_shards
 from pipelines.evaluate import (
     EvalBoard,
     EvalSummary,
     baseline_label,
-    check_resources,
     check_roots,
     collect,
     eval_requests,
@@ -50,8 +48,7 @@ from pipelines.evaluate import (
 )
 from pipelines.evaluate_run import evaluation_dir
 from pipelines.resume import check_resume, record_config_change
-from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
-from pipelines.terminal import make_console, mute_library_info, verbose
+from pipelines.terminal import make_console
 from pipelines.tracking import bound_retries, check_tracking_uri, log_training_dataset, run_tags, start_run
 from pipelines.train_loop import train_loop
 from pipelines.worker_errors import worker_input_error
@@ -86,37 +83,6 @@ class ProgressBoard:
         return self.step, self.loss, list(self.exports)
 
 
-def training_shards(cfg: PretrainConfig, console: Console) -> str:
-    """The shard folder to train on; for the synthetic source, generate the benchmark and shard it (cached)."""
-    if cfg.data.source == "shards":
-        load_manifest(cfg.data.shard_dir)  # fails now, naming the folder, rather than inside a worker
-        return cfg.data.shard_dir
-    out = ensure_synthetic_benchmark(cfg)
-    console.print(f"synthetic benchmark at {out} (generated once, reused)")
-    shard_dir = out / "shards" / "coco_train2017"
-    write_shards(list_pretrain_images("coco", out / "coco"), shard_dir, images_per_shard=64, kind="coco",
-                 root=str(out / "coco"))
-    return str(shard_dir)
-
-
-def connect_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a private local one.
-
-    The local instance keeps Ray's token authentication on: its GCS and raylet listen on every interface of the
-    machine (Ray 2.60 binds them to all of them, whatever the node address), so on a shared network only the token
-    keeps other hosts out. Its workers' and actors' log lines stay in Ray's log files unless `croc --verbose`:
-    the terminal shows our progress, summaries and errors (a worker's error reaches the driver as an exception).
-    """
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=verbose(),
-                 logging_level=logging.INFO if verbose() else logging.WARNING)
-    mute_library_info()
-
-
 def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> None:
     """Under `ray job submit` the working directory is Ray's temporary copy: what is written there is lost."""
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # set by Ray for a submitted job's entrypoint
@@ -127,21 +93,6 @@ def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> No
         if Path(where).is_relative_to(cwd):
             console.print(f"[yellow]warning:[/] {key}={where} lies inside this job's copy of the working directory "
                           "and will be lost: use shared storage / a remote MLflow server")
-
-
-def check_cluster_fits(cfg: PretrainConfig, cpus_per_worker: float, reserved_cpus: float = 0.0) -> None:
-    """An impossible resource request is an error now, not a hang later."""
-    resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0.0) - reserved_cpus, resources.get("GPU", 0.0)
-    workers = cfg.resources.num_workers
-    if cfg.resources.use_gpu and gpus < workers:
-        raise InputError(f"resources.num_workers={workers} with resources.use_gpu=true needs {workers} GPUs; "
-                         f"the cluster has {gpus:g}")
-    decode = cfg.data_settings("").decode_cpus  # one decode task must fit beside the workers, or the run hangs
-    if workers * cpus_per_worker > cpus - decode + 1e-6:  # float slack: 0.9 + 1.0 fits in 1.9
-        raise InputError(f"resources.num_workers={workers} x cpus_per_worker={cpus_per_worker:g} leaves less than "
-                         f"the {decode:g} CPU a Ray Data decode task needs on a cluster of {cpus:g} CPUs: lower "
-                         "resources.cpus_per_worker (resources.threads_per_worker sets the step's threads)")
 
 
 def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console,
@@ -236,21 +187,18 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     check_tracking_uri(tracking_uri)
     resumed_from, changes = (check_resume(cfg.checkpoint.storage_path, run_name, cfg.model_dump(mode="json"),
                                           accept_config_change) if run_name else (0, []))
-    shard_dir = training_shards(cfg, console)
-    manifest = load_manifest(shard_dir)
-    per_epoch = steps_per_epoch(manifest["num_images"], cfg.optim.batch_size)
+    shards = training_shards(cfg, console)
+    shard_dir, manifest = shards.folder, shards.manifest
+    per_epoch = steps_per_epoch(shards.num_images, cfg.optim.batch_size)
     total = per_epoch * cfg.optim.epochs
 
-    connect_ray()
+    cluster.connect_ray()
     warn_if_written_inside_job_copy(cfg, console)
-    cluster_cpus = ray.cluster_resources().get("CPU", 1.0) - reserved_cpus
-    plan = plan_resources(cluster_cpus, cfg.resources.num_workers, cfg.resources.use_gpu)
-    cpus_per_worker = cfg.resources.cpus_per_worker or plan.cpus_per_worker
-    check_cluster_fits(cfg, cpus_per_worker, reserved_cpus)
+    cpus_per_worker = train_worker_cpus(cfg, reserved_cpus)
     run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     eval_dir = None
     if tasks:  # everything the evaluations need is checked before training, not after
-        check_resources(cfg.evaluation)
+        check_evaluations_fit(cfg.evaluation)
         check_roots(cfg, tasks)
         eval_dir = evaluation_dir(cfg, run_name)
 
@@ -265,7 +213,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     console.print(f"run {run_name}: {total} steps ({per_epoch}/epoch) on {cfg.resources.num_workers} worker(s), "
                   f"{manifest['num_images']} images; MLflow run {run_id}")
 
-    dataset, _ = view_dataset(cfg.data_settings(shard_dir))
+    dataset, _ = view_dataset(cfg.data_settings(shard_dir), manifest=manifest)
     export_dir = str(eval_dir) if tasks and cfg.evaluation.after == "all_checkpoints" else None
     board = ProgressBoard.remote()
     trainer = TorchTrainer(

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from croc.errors import InputError
+from pipelines import cluster
 from pipelines.config import PretrainConfig, apply_overrides, config_hash, flat_params
 from pipelines.evaluate import EvalSummary, baseline_label
 from pipelines.sweep_config import HEADLINE_METRIC, PlannedTrial, SweepConfig, load_sweep, plan_trials, tune_metric
@@ -188,9 +189,7 @@ def _run_trials(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: str,
     """A fresh Tuner over the trials still to run (one grid entry per trial key); never `Tuner.restore`."""
     from ray import tune
 
-    from pipelines.pretrain import connect_ray
-
-    connect_ray()
+    cluster.connect_ray()
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, base=base.model_dump(mode="json"),
                              trials={t.key: t.overrides for t in todo}, sweep_name=sweep.name,
@@ -238,7 +237,6 @@ def _evaluate_baselines(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: 
     """The sweep's baselines (e.g. random init) on the base tasks, once: done ones are not rerun on resume."""
     from pipelines.evaluate import EvalBoard, collect, eval_requests, submit
     from pipelines.evaluate_run import evaluation_dir
-    from pipelines.pretrain import connect_ray
 
     if not sweep.baselines or not base.evaluation.tasks:
         return []
@@ -254,7 +252,7 @@ def _evaluate_baselines(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: 
     todo = {spec: tasks for spec, tasks in todo.items() if tasks}
     if not todo:
         return []
-    connect_ray()
+    cluster.connect_ray()
     board, pending = EvalBoard.remote(), []
     out_dir = evaluation_dir(base, sweep.name)
     for spec, tasks in todo.items():

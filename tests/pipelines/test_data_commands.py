@@ -51,7 +51,7 @@ def test_the_default_benchmark_folder_names_the_generator_version(tmp_path: Path
     """A new generator version writes a new default folder: an old benchmark is never met (and refused) there."""
     from croc.synthetic.benchmark import VERSION
     from pipelines.config import load_config
-    from pipelines.synthetic_benchmark import synthetic_benchmark_dir
+    from pipelines.datasets import synthetic_benchmark_dir
 
     monkeypatch.chdir(tmp_path)
     cfg = load_config(str(Path(__file__).parents[2] / "experiments/synthetic/pretrain.yaml"), [])

@@ -15,7 +15,9 @@ from PIL import Image
 from croc.data.pretrain_images import ImageRecord
 from croc.data.shards import write_shards
 from croc.errors import InputError
-from pipelines.data_pipeline import DataSettings, plan_resources, steps_per_epoch, view_batches, view_dataset
+from pipelines.cluster import plan_resources
+from pipelines.config.data_settings import DataSettings
+from pipelines.data_pipeline import steps_per_epoch, view_batches, view_dataset
 
 SIZE = 32
 

@@ -8,11 +8,11 @@ import pytest
 
 from croc.errors import InputError
 from pipelines.config import load_config
+from pipelines.datasets import dataset_roots
 from pipelines.evaluate import (
     EvalSummary,
     baseline_label,
     check_roots,
-    dataset_roots,
     headline,
     protocol_of,
     results_table,

@@ -118,13 +118,13 @@ def test_evaluate_refuses_a_bad_checkpoint_or_dataset_root_before_ray_starts(tmp
                                                                            extra, words) -> None:
     import ray
 
-    import pipelines.pretrain
+    import pipelines.cluster
 
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray was started before the inputs were checked")
 
     monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbidden)
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbidden)
     result = CliRunner().invoke(app, ["evaluate", "--checkpoint", checkpoint, "--tasks", "linear:voc", "--config",
                                       str(SMOKE), f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
                                       f"data.synthetic.out_dir={tmp_path / 'bench'}", *extra])

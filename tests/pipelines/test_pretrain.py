@@ -160,7 +160,7 @@ def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
 
 def test_impossible_resources_are_an_error(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from croc.errors import InputError
-    from pipelines.pretrain import check_cluster_fits
+    from pipelines.cluster import check_cluster_fits
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.use_gpu=true")
     with pytest.raises(InputError, match="needs 2 GPUs"):
@@ -206,19 +206,19 @@ def test_the_local_ray_instance_keeps_token_authentication_on_and_its_logs_in_fi
     shared network was open). connect_ray must neither disable it nor ask Ray to."""
     import ray
 
-    from pipelines import pretrain
+    from pipelines import cluster
 
     calls = []
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(pretrain.os.environ))))
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(cluster.os.environ))))
     monkeypatch.delenv("CROC_VERBOSE", raising=False)
-    pretrain.connect_ray()
+    cluster.connect_ray()
     (kwargs, env), = calls
     assert kwargs["address"] == "local" and "RAY_AUTH_MODE" not in env
     assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
     assert kwargs["log_to_driver"] is False  # Ray's internal lines stay in its log files...
     monkeypatch.setenv("CROC_VERBOSE", "1")
-    pretrain.connect_ray()
+    cluster.connect_ray()
     assert calls[-1][0]["log_to_driver"] is True  # ...unless `croc --verbose`

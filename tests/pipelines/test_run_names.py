@@ -23,6 +23,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import mlflow.tracking
     import ray
 
+    import pipelines.cluster
     import pipelines.pretrain
 
     reached: list[str] = []
@@ -34,7 +35,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return call
 
     monkeypatch.setattr(ray, "init", forbid("ray.init"))
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbid("connect_ray"))
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbid("connect_ray"))
     monkeypatch.setattr(pipelines.pretrain, "training_shards", forbid("training_shards"))
     monkeypatch.setattr(mlflow.tracking, "MlflowClient", forbid("MlflowClient"))
     monkeypatch.setattr(pipelines.pretrain, "MlflowClient", forbid("MlflowClient"))

@@ -44,8 +44,8 @@ baselines: [random:vit_tiny]
 
 @pytest.mark.slow
 def test_sweep_runs_trials_tracks_them_and_resumes_only_what_did_not_finish(tmp_path: Path, ray_session) -> None:
+    from pipelines.datasets import ensure_synthetic_benchmark
     from pipelines.sweep import run_sweep
-    from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
 
     bench, davis_later = tmp_path / "bench", tmp_path / "davis-later"
     sweep_file = _sweep_file(tmp_path, bench, davis_later)

@@ -78,13 +78,13 @@ def _record(tmp_path: Path, sweep_file: Path, done: dict[str, float | None]) -> 
 def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    import pipelines.pretrain
+    import pipelines.cluster
 
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray started")
 
     monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbidden)
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbidden)
 
 
 def test_the_plan_is_the_same_on_every_call_and_keys_name_the_trials(tmp_path: Path) -> None:
