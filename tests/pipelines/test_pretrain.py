@@ -104,7 +104,7 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
 @pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path: Path, synthetic_dir: Path,
                                                                        ray_session) -> None:
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1", "method.method=dino")  # DINO, DDP
     marker = tmp_path / "killed"
@@ -120,7 +120,7 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path:
 def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from ray.train import TrainingFailedError
 
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=0")
     marker = tmp_path / "killed"
@@ -138,7 +138,7 @@ def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Pat
 def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from ray.train import TrainingFailedError
 
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "method.method=dino")  # DINO under DDP, too
     with pytest.raises(TrainingFailedError, match="non-finite loss nan at step 3"):

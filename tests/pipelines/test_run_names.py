@@ -24,7 +24,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import ray
 
     import pipelines.cluster
-    import pipelines.pretrain
+    import pipelines.train.pretrain
 
     reached: list[str] = []
 
@@ -36,9 +36,9 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(ray, "init", forbid("ray.init"))
     monkeypatch.setattr(pipelines.cluster, "connect_ray", forbid("connect_ray"))
-    monkeypatch.setattr(pipelines.pretrain, "training_shards", forbid("training_shards"))
+    monkeypatch.setattr(pipelines.train.pretrain, "training_shards", forbid("training_shards"))
     monkeypatch.setattr(mlflow.tracking, "MlflowClient", forbid("MlflowClient"))
-    monkeypatch.setattr(pipelines.pretrain, "MlflowClient", forbid("MlflowClient"))
+    monkeypatch.setattr(pipelines.train.pretrain, "MlflowClient", forbid("MlflowClient"))
     return reached
 
 
@@ -62,10 +62,10 @@ def test_pretrain_refuses_a_bad_run_name_before_anything_starts(name: str, tmp_p
 
 
 def test_pretrain_passes_a_valid_run_name_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.pretrain
+    import pipelines.train.pretrain
 
     seen: dict = {}
-    monkeypatch.setattr(pipelines.pretrain, "run_pretrain",
+    monkeypatch.setattr(pipelines.train.pretrain, "run_pretrain",
                         lambda cfg, run_name=None, **_: seen.update(cfg=cfg, run_name=run_name))
     result = CliRunner().invoke(app, ["pretrain", "--config", str(SMOKE), "--run-name", "smoke-2026.v1_a",
                                       *_overrides(tmp_path)])
@@ -75,7 +75,7 @@ def test_pretrain_passes_a_valid_run_name_through(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize("name", ["../../escaped-run", "/abs/path", "a'b", ""])
 def test_run_pretrain_refuses_a_bad_run_name_too(name: str, tmp_path: Path, nothing_starts) -> None:
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = load_config(SMOKE, _overrides(tmp_path))
     with pytest.raises(InputError, match=r"^run name .*: must be letters"):

@@ -19,8 +19,8 @@ from croc.batch import prepare_batch
 from croc.model import CrOC
 from croc.train_step import TrainStep
 from pipelines.config import PretrainConfig
-from pipelines.data_pipeline import view_batches
 from pipelines.terminal import make_console
+from pipelines.train.data_pipeline import view_batches
 
 
 def timed_steps(cfg: PretrainConfig, shard: Any, shard_dir: str, warmup: int, steps: int) -> float:
@@ -54,8 +54,8 @@ def run_train_bench(cfg: PretrainConfig, warmup: int, steps: int) -> dict:
     from ray.train.torch import TorchTrainer
 
     from pipelines.cluster import connect_ray, plan_resources
-    from pipelines.data_pipeline import view_dataset
     from pipelines.datasets import training_shards
+    from pipelines.train.data_pipeline import view_dataset
 
     shards = training_shards(cfg, make_console(stderr=True))
     shard_dir = shards.folder

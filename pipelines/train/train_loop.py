@@ -23,13 +23,13 @@ from mlflow.tracking import MlflowClient
 from croc.batch import prepare_batch
 from croc.checkpoint import load_training_state, restore_training_state, save_training_state
 from croc.collapse import CollapseAlert, CollapseMonitor
-from croc.export import export_backbone
+from croc.export import export_network_backbone
 from croc.model import CrOC
 from croc.train_step import TrainStep
 from croc.visualize import cluster_picture, denormalize
 from pipelines.config import PretrainConfig
-from pipelines.data_pipeline import view_batches
 from pipelines.tracking import MetricBuffer, bound_retries, system_metrics
+from pipelines.train.data_pipeline import view_batches
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,9 @@ def _report_collapse(alerts: list[CollapseAlert], tracker: MetricBuffer | None) 
 
 def _export_for_evaluation(model: CrOC, cfg: PretrainConfig, step: int, folder: Path, progress: Any) -> None:
     """evaluation.after=all_checkpoints: the evaluated network's backbone, kept outside the checkpoint rotation."""
-    network = model.teacher if cfg.evaluation.network == "teacher" else model.student
-    path = export_backbone(network.backbone, folder / f"step_{step}" / "backbone.safetensors", cfg.model.arch,
-                           cfg.model.patch_size, cfg.data.image_size)
+    path = export_network_backbone(model.state_dict(), cfg.evaluation.network,
+                                   folder / f"step_{step}" / "backbone.safetensors", cfg.model.arch,
+                                   cfg.model.patch_size, cfg.data.image_size)
     if progress is not None:
         progress.exported.remote(step, str(path))
 

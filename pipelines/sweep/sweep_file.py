@@ -27,8 +27,7 @@ from croc.errors import InputError
 from pipelines.config import PretrainConfig, apply_overrides, load_config
 from pipelines.config.base import Section, check_name, rule_error
 from pipelines.config.evaluation import EVAL_TASKS
-
-HEADLINE_METRIC = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
+from pipelines.evaluate.results import HEADLINE_METRIC
 
 
 class SearchSpec(Section):

@@ -24,16 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from croc.errors import InputError
-from pipelines.compare_reading import (  # re-exported: callers read and compare through this module
-    ExperimentNotFoundError,
-    check_store_exists,
-    load_runs,
-    row_tag,
-    row_value,
-    runs_frame,
-)
-
-__all__ = ["ExperimentNotFoundError", "check_store_exists", "load_runs", "runs_frame"]
+from pipelines.compare.reading import load_runs, row_tag, row_value
 
 SEGMENTATION_SETS = ("voc", "coco_things", "coco_stuff")
 DATASET_TITLES = {"voc": "PVOC12", "coco_things": "COCO-Things", "coco_stuff": "COCO-Stuff", "ade20k": "ADE20K"}

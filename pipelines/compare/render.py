@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.compare import ComparisonTable
+from pipelines.compare.tables import ComparisonTable
 from pipelines.tracking import git_sha
 
 CELL_STYLES = {"failed": "red", "stopped": "yellow", "missing": "dim", "running": "yellow", "n/a": "dim"}

@@ -18,29 +18,13 @@ from croc.eval.backbones import load_backbone
 from pipelines import cluster
 from pipelines.cluster import check_evaluations_fit
 from pipelines.config import PretrainConfig
-from pipelines.evaluate import (
-    EvalBoard,
-    EvalSummary,
-    check_roots,
-    collect,
-    eval_requests,
-    failures,
-    resolve_checkpoint,
-    results_table,
-    submit,
-)
+from pipelines.evaluate.checks import check_roots
+from pipelines.evaluate.evaluations import Evaluations
+from pipelines.evaluate.outputs import evaluation_dir
+from pipelines.evaluate.requests import EvalSummary
+from pipelines.evaluate.resolve import resolve_checkpoint
 from pipelines.terminal import make_console
 from pipelines.tracking import check_tracking_uri, experiment_id
-
-
-def evaluation_dir(cfg: PretrainConfig, run_name: str) -> Path:
-    if cfg.evaluation.output_dir:
-        return Path(cfg.evaluation.output_dir)
-    storage = cfg.checkpoint.storage_path
-    if "://" in storage:
-        raise InputError(f"checkpoint.storage_path={storage} is a URI: set evaluation.output_dir to a local or "
-                         "shared folder for the DAVIS predictions")
-    return Path(storage) / run_name / "evaluations"
 
 
 def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | None = None, label: str | None = None,
@@ -68,16 +52,12 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
     cluster.connect_ray()
     check_evaluations_fit(cfg.evaluation)
     out_dir = evaluation_dir(cfg, f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
-    requests = eval_requests(cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"tasks": tasks})}),
-                             tasks, label, out_dir, method=method, parent_run_id=parent_run_id,
-                             source_tags=source_tags)
     console.print(f"evaluating {checkpoint} on {', '.join(tasks)} ({len(tasks)} Ray task(s), "
                   f"{cfg.evaluation.resources.cpus_per_task:g} CPU / {cfg.evaluation.resources.gpus_per_task:g} GPU "
                   f"each); outputs in {out_dir}")
-    board = EvalBoard.remote()
-    summaries = collect(submit(requests, loadable, cfg.evaluation, board), board, console)
-    console.print(results_table(summaries))
-    for line in failures(summaries):
-        console.print(f"[red]failed[/] {line}")
+    evaluations = Evaluations(cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"tasks": tasks})}),
+                              out_dir)
+    evaluations.submit(loadable, label, tasks, method=method, parent_run_id=parent_run_id, source_tags=source_tags)
+    summaries = evaluations.collect(console)
     console.print(f"MLflow: `mlflow ui --backend-store-uri {cfg.tracking.tracking_uri}`")
     return summaries

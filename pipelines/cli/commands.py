@@ -1,58 +1,24 @@
-"""The `croc` command line."""
+"""The `croc` command line: the typer app and its main commands (demo, pretrain, evaluate, sweep); the smaller
+commands live beside it (data, compare, davis-score, bench). Heavy libraries (torch, Ray, MLflow) load when a command
+runs, not before: `croc --help` stays fast."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from pipelines.compare_command import compare
-from pipelines.data_commands import data_app
-from pipelines.davis_score_command import davis_score
-
-_CLICK_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH"}
-_typer_type_column = typer.core.TyperOption.display_type_rich
-
-
-def _type_column(param, ctx) -> str | None:
-    """The help's type column as click prints it (TEXT, INTEGER, a|b; nothing for a flag). Typer 0.29 writes
-    `<str>` / `<bool>` there, even for --help."""
-    if param.metavar is not None:
-        return param.metavar
-    shown = _typer_type_column(param, ctx)
-    if shown is None:
-        return None
-    bare = shown.strip("<>")
-    if bare == "bool":
-        return None
-    return _CLICK_NAMES.get(bare, bare.upper() if shown.startswith("<") else shown)
-
-
-typer.core.TyperOption.display_type_rich = _type_column
-typer.core.TyperArgument.display_type_rich = _type_column
-
-WORKFLOW = ("data", "demo", "pretrain", "evaluate", "sweep", "compare", "davis-score", "bench")
-
-
-class WorkflowGroup(typer.core.TyperGroup):
-    """Commands listed in the order of the work: data, the demo, pre-training, evaluation, sweeps, comparison."""
-
-    def list_commands(self, ctx) -> list[str]:
-        names = super().list_commands(ctx)
-        return sorted(names, key=lambda n: WORKFLOW.index(n) if n in WORKFLOW else len(WORKFLOW))
-
+from pipelines.cli.bench import bench_app
+from pipelines.cli.compare import compare
+from pipelines.cli.data import data_app
+from pipelines.cli.davis_score import davis_score
+from pipelines.cli.defaults import EXPERIMENTS
+from pipelines.cli.help_format import WorkflowGroup
 
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
                   cls=WorkflowGroup, rich_markup_mode="markdown")
-bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
-                        no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.command("davis-score")(davis_score)
 app.command("compare")(compare)
-
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _print_version(value: bool) -> None:
@@ -87,14 +53,14 @@ def demo(
     if method not in ("croc", "dino"):
         raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
     if in_process:
-        from pipelines.demo import DemoSettings, run_demo
+        from pipelines.cli.demo import DemoSettings, run_demo
 
         settings = DemoSettings.smoke() if smoke else DemoSettings()
         run_demo(DemoSettings(**{**settings.__dict__, "method": method}))
         return
     from croc.errors import InputError
     from pipelines.config import load_config
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     config = EXPERIMENTS / "synthetic" / ("smoke.yaml" if smoke else "pretrain.yaml")
     try:
@@ -128,11 +94,11 @@ def pretrain(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     if dry_run:
-        from pipelines.plan import print_plan
+        from pipelines.cli.plan import print_plan
 
         print_plan(cfg, run_name)
         return
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     try:
         run_pretrain(cfg, run_name=run_name, accept_config_change=accept_config_change)
@@ -159,7 +125,7 @@ def evaluate(
 
     try:
         cfg = load_config(config, list(ctx.args))
-        from pipelines.evaluate_run import run_evaluate
+        from pipelines.evaluate.run import run_evaluate
 
         chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
         if chosen:
@@ -185,7 +151,7 @@ def sweep(
     from croc.errors import InputError
 
     try:
-        from pipelines.sweep import run_sweep
+        from pipelines.sweep.run import run_sweep
 
         outcomes = run_sweep(sweep_file, resume=resume, overrides=list(ctx.args))
     except InputError as error:
@@ -197,60 +163,7 @@ def sweep(
         raise typer.Exit(130) from interrupt
     if any(outcome.error for outcome in outcomes):
         raise typer.Exit(1)
-
-
-@bench_app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_step(ctx: typer.Context) -> None:
-    """Time the training step; options as `python -m croc.bench step --help`."""
-    from croc.bench import main as bench_main
-
-    bench_main(["step", *ctx.args])
-
-
-@bench_app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_eval(ctx: typer.Context) -> None:
-    """Time feature extraction, K-Means + matching of a PVOC12-val-sized split, and DAVIS propagation per frame;
-    options as `python -m croc.eval.bench --help`."""
-    from croc.eval.bench import main as eval_bench_main
-
-    eval_bench_main(list(ctx.args))
-
-
-@bench_app.command("data")
-def bench_data(
-    shards: str | None = typer.Option(None, help="shard folder (default: synthetic 480x640 JPEGs)"),
-    cpus: int = typer.Option(2, min=1, help="CPUs for both pipelines"),
-    images: int = typer.Option(128, min=8, help="distinct synthetic images (without --shards)"),
-    stream: int = typer.Option(2048, min=64, help="images per Ray Data epoch (3 epochs)"),
-    baseline_images: int = typer.Option(384, min=16, help="images through the authors'-way baseline"),
-    size: int = typer.Option(224, min=16),
-) -> None:
-    """images/s per core of the two-view augmentation with positions: ours (one core; Ray Data) vs the authors'
-    way, steady state."""
-    from pipelines.bench_data import DataBenchSettings
-    from pipelines.bench_data import main as data_main
-
-    data_main(DataBenchSettings(shard_dir=shards, cpus=cpus, images=images, stream=stream,
-                                baseline_images=baseline_images, size=size))
-
-
-@bench_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_train(
-    ctx: typer.Context,
-    config: str = typer.Option(str(EXPERIMENTS / "synthetic" / "pretrain.yaml"), "--config", "-c"),
-    steps: int = typer.Option(6, min=1),
-    warmup: int = typer.Option(2, min=1),
-) -> None:
-    """Ray Train's overhead on one worker vs the same step in a plain loop (same data, same machine)."""
-    from pipelines.bench_train import run_train_bench
-    from pipelines.config import load_config
-
-    run_train_bench(load_config(config, ["resources.num_workers=1", *ctx.args]), warmup, steps)
-
-
 def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,7 @@ from rich.console import Console
 from croc.errors import InputError
 from pipelines.terminal import make_console
 
-# The names of pipelines.compare.TABLE_NAMES, repeated so that loading the CLI does not import pandas and MLflow.
+# The names of pipelines.compare.tables.TABLE_NAMES, repeated so that loading the CLI does not import pandas and MLflow.
 TABLE_CHOICES = ("linear", "ade20k", "unsup", "davis", "ablation_lambda_pos", "ablation_k", "ablation_tokens")
 
 
@@ -38,7 +38,7 @@ def compare(
 ) -> None:
     """Print the paper's tables (linear, ADE20K, unsupervised, DAVIS, ablations) from an experiment's runs and write
     them as Markdown and CSV; missing or failed evaluations show as such in their cells."""
-    from pipelines.compare import compare_experiment, parse_names
+    from pipelines.compare.tables import compare_experiment, parse_names
 
     console = make_console()
     uri = tracking_uri or default_tracking_uri()
@@ -48,7 +48,7 @@ def compare(
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    from pipelines.compare_render import rich_table, write_tables
+    from pipelines.compare.render import rich_table, write_tables
 
     for warning in comparison.warnings:
         console.print(f"[yellow]warning[/] {warning}")
@@ -64,7 +64,7 @@ def compare(
 def _plot(console: Console, uri: str, experiment: str, tables, out_dir: Path, selection: list[str],
           written: list[Path]) -> None:
     """Charts with matplotlib when installed (skipped with a message otherwise), logged with the tables to MLflow."""
-    from pipelines.compare_render import log_compare_run, matplotlib_available, write_plots
+    from pipelines.compare.render import log_compare_run, matplotlib_available, write_plots
 
     if not matplotlib_available():
         console.print("[yellow]--plot skipped[/]: matplotlib is not installed (pip install matplotlib)")

@@ -2,7 +2,8 @@
 
 The driver validates the config, checks the tracking store, prepares the data (the synthetic benchmark is
 generated and sharded when asked), checks that the cluster can hold the workers, builds the TorchTrainer and
-waits, showing progress; then it exports the teacher backbone (timm safetensors) and logs the artifacts.
+waits, showing progress; then it exports the final backbone (timm safetensors), starts its evaluations and logs
+the artifacts.
 A run name that already exists under the storage path resumes that run (Ray Train restores its latest
 checkpoint); a new run gets a new unique name.
 """
@@ -11,47 +12,32 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import ray
 from mlflow.tracking import MlflowClient
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from croc.checkpoint import load_training_state
-from croc.export import export_backbone_weights
 from pipelines import cluster
 from pipelines.cluster import check_evaluations_fit, train_worker_cpus
-from pipelines.config import PretrainConfig, check_run_name, config_hash, dump_config, flat_params
-from pipelines.data_pipeline import steps_per_epoch, view_dataset
+from pipelines.config import PretrainConfig, check_run_name, config_hash, flat_params
 from pipelines.datasets import training_shards
-from pipelines.evaluate import (
-    EvalBoard,
-    EvalSummary,
-    baseline_label,
-    check_roots,
-    collect,
-    eval_requests,
-    export_checkpoint,
-    failures,
-    finished,
-    results_table,
-    submit,
-)
-from pipelines.evaluate_run import evaluation_dir
-from pipelines.resume import check_resume, record_config_change
+from pipelines.evaluate.checks import check_roots
+from pipelines.evaluate.evaluations import Evaluations
+from pipelines.evaluate.outputs import evaluation_dir
+from pipelines.evaluate.requests import EvalSummary, baseline_label
 from pipelines.terminal import make_console
 from pipelines.tracking import bound_retries, check_tracking_uri, log_training_dataset, run_tags, start_run
-from pipelines.train_loop import train_loop
-from pipelines.worker_errors import worker_input_error
+from pipelines.train.artifacts import export_final_backbone, log_artifacts
+from pipelines.train.data_pipeline import steps_per_epoch, view_dataset
+from pipelines.train.headlines import log_headlines
+from pipelines.train.progress import ProgressBoard, fit_with_progress
+from pipelines.train.resume import check_resume, record_config_change
+from pipelines.train.train_loop import train_loop
 
 
 @dataclass(frozen=True)
@@ -65,24 +51,6 @@ class PretrainResult:
     evaluations: list[EvalSummary] = field(default_factory=list)
 
 
-@ray.remote(num_cpus=0)
-class ProgressBoard:
-    """Rank 0 posts (step, loss) at log steps; the driver reads it to draw the progress bar."""
-
-    def __init__(self) -> None:
-        self.step, self.loss = 0, float("nan")
-        self.exports: list[tuple[int, str]] = []  # (step, backbone file) of checkpoints exported for evaluation
-
-    def update(self, step: int, loss: float) -> None:
-        self.step, self.loss = step, loss
-
-    def exported(self, step: int, path: str) -> None:
-        self.exports.append((step, path))
-
-    def read(self) -> tuple[int, float, list[tuple[int, str]]]:
-        return self.step, self.loss, list(self.exports)
-
-
 def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> None:
     """Under `ray job submit` the working directory is Ray's temporary copy: what is written there is lost."""
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # set by Ray for a submitted job's entrypoint
@@ -93,65 +61,6 @@ def warn_if_written_inside_job_copy(cfg: PretrainConfig, console: Console) -> No
         if Path(where).is_relative_to(cwd):
             console.print(f"[yellow]warning:[/] {key}={where} lies inside this job's copy of the working directory "
                           "and will be lost: use shared storage / a remote MLflow server")
-
-
-def _fit_with_progress(trainer: TorchTrainer, board: Any, total: int, console: Console,
-                       on_tick: Callable[[list[tuple[int, str]]], None] | None = None) -> Any:
-    """trainer.fit() in a thread; every second: the progress bar, and `on_tick(new exports)` (step, backbone)."""
-    outcome: dict[str, Any] = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as error:  # re-raised in the driver thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=fit, daemon=True)
-    thread.start()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("loss {task.fields[loss]}"))
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("pre-training", total=total, loss="-")
-        seen, running = 0, True
-        while running:
-            thread.join(timeout=1.0)
-            running = thread.is_alive()  # one more read after the end: no export announcement is missed
-            step, loss, exports = ray.get(board.read.remote())
-            progress.update(task, completed=step, loss=f"{loss:.4f}")
-            if on_tick is not None:
-                on_tick(exports[seen:])  # intermediate evaluations start now, training goes on
-            seen = len(exports)
-    if "error" in outcome:
-        cause = worker_input_error(outcome["error"])  # a worker's own one-line message, not Ray's traceback
-        if cause is not None:
-            raise cause from outcome["error"]
-        raise outcome["error"]
-    return outcome["result"]
-
-
-HEADLINE_NAMES = {"linear": "miou", "unsup": "miou", "davis": "jf"}  # eval/<task>/<name> on the pre-training run
-
-
-def log_headlines(client: MlflowClient, run_id: str, evaluations: Sequence[EvalSummary], final_step: int) -> None:
-    """Each finished evaluation's headline also on its pre-training run, at its checkpoint's step, under one name
-    pattern for every task (eval/linear_voc/miou, eval/unsup_voc/miou, eval/davis/jf): MLflow's runs table can
-    then rank pre-trainings by result, and its charts show results over checkpoints. Baselines are not logged."""
-    from mlflow.entities import Metric
-
-    from pipelines.sweep_config import HEADLINE_METRIC
-
-    now, metrics = int(time.time() * 1000), []
-    for summary in evaluations:
-        step = final_step if summary.label == "final" else (
-            int(summary.label.removeprefix("step ")) if summary.label.startswith("step ") else None)
-        kind = summary.task.partition(":")[0]
-        value = summary.metrics.get(HEADLINE_METRIC.get(kind, ""))
-        if summary.error or step is None or value is None:
-            continue
-        name = summary.task.replace(":", "_")
-        metrics.append(Metric(f"eval/{name}/{HEADLINE_NAMES[kind]}", float(value), now, step))
-    if metrics:
-        client.log_batch(run_id, metrics=metrics)
 
 
 def _mark_failed(client: MlflowClient, run_id: str, console: Console) -> None:
@@ -230,67 +139,47 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep_last)),
         datasets={"train": dataset},
     )
-    eval_board = EvalBoard.remote() if tasks else None
-    pending: list = []
+    evaluations = Evaluations(cfg, eval_dir) if tasks else None
 
-    reported: set = set()
+    def evaluate(checkpoint: str, label: str, step: int) -> None:
+        evaluations.submit(checkpoint, label, tasks, method=cfg.method.method, parent_run_id=run_id,
+                           source_tags={"croc.checkpoint_step": str(step), **(extra_tags or {})})
 
     def evaluate_intermediate(exports: list[tuple[int, str]]) -> None:
+        if evaluations is None:
+            return
         for step, backbone_file in exports:
             if step < total:  # the final checkpoint is evaluated below, labelled 'final'
-                requests = eval_requests(cfg, tasks, f"step {step}", eval_dir, method=cfg.method.method,
-                                         parent_run_id=run_id, source_tags={"croc.checkpoint_step": str(step),
-                                                                            **(extra_tags or {})})
-                pending.extend(submit(requests, backbone_file, cfg.evaluation, eval_board))
+                evaluate(backbone_file, f"step {step}", step)
         if on_evaluation is not None:
-            for summary in finished(pending, reported):
+            for summary in evaluations.newly_finished():
                 on_evaluation(summary)
 
     try:
-        result = _fit_with_progress(trainer, board, total, console, on_tick=evaluate_intermediate)
+        result = fit_with_progress(trainer, board, total, console, on_tick=evaluate_intermediate)
     except BaseException:
         _mark_failed(client, run_id, console)
         raise
-    if tasks:  # depend on the final checkpoint through its export task: the driver does not wait in between
-        exported = export_checkpoint.remote(result.checkpoint.path, str(eval_dir / "final" / "backbone.safetensors"),
-                                            cfg.evaluation.network)
-        requests = eval_requests(cfg, tasks, "final", eval_dir, method=cfg.method.method, parent_run_id=run_id,
-                                 source_tags={"croc.checkpoint_step": str(total), **(extra_tags or {})})
-        pending.extend(submit(requests, exported, cfg.evaluation, eval_board))
+    final = None
+    if evaluations is not None:  # the final backbone, exported once; its tasks run while the driver logs and ends
+        final = export_final_backbone(result.checkpoint, cfg, eval_dir / "final" / "backbone.safetensors",
+                                      cfg.evaluation.network)
+        evaluate(str(final), "final", total)
         for baseline in baselines:
-            requests = eval_requests(cfg, tasks, baseline_label(baseline), eval_dir, method="external",
-                                     parent_run_id=parent_run_id,
-                                     source_tags={"croc.checkpoint_source": baseline, **(extra_tags or {})})
-            pending.extend(submit(requests, baseline, cfg.evaluation, eval_board))
-    backbone = _log_artifacts(client, run_id, cfg, result.checkpoint)
+            evaluations.submit(baseline, baseline_label(baseline), tasks, method="external",
+                               parent_run_id=parent_run_id,
+                               source_tags={"croc.checkpoint_source": baseline, **(extra_tags or {})})
+    backbone = log_artifacts(client, run_id, cfg, result.checkpoint,
+                             final if cfg.evaluation.network == "teacher" else None)
     client.set_terminated(run_id, status="FINISHED")
     console.print(f"done: {total} steps; checkpoint {result.checkpoint.path}; backbone {backbone}; "
                   f"MLflow run {run_id}")
-    evaluations: list[EvalSummary] = []
-    if pending:
-        console.print(f"evaluations: {len(pending)} Ray task(s) ({', '.join(tasks)}); outputs in {eval_dir}")
-        evaluations = collect(pending, eval_board, console)
-        log_headlines(client, run_id, evaluations, total)
-        console.print(results_table(evaluations, title=f"evaluation results ({run_name})"))
-        for line in failures(evaluations):
-            console.print(f"[red]failed[/] {line}")
-    outcome = PretrainResult(run_name, run_id, tracking_uri, result.checkpoint.path, backbone, total, evaluations)
+    summaries: list[EvalSummary] = []
+    if evaluations:
+        console.print(f"evaluations: {len(evaluations)} Ray task(s) ({', '.join(tasks)}); outputs in {eval_dir}")
+        summaries = evaluations.collect(console, title=f"evaluation results ({run_name})")
+        log_headlines(client, run_id, summaries, total)
+    outcome = PretrainResult(run_name, run_id, tracking_uri, result.checkpoint.path, backbone, total, summaries)
     console.print(f"MLflow: `mlflow ui --backend-store-uri {tracking_uri}` (experiment "
                   f"{cfg.tracking.experiment or cfg.name})")
     return outcome
-
-
-def _log_artifacts(client: MlflowClient, run_id: str, cfg: PretrainConfig, checkpoint: Any) -> str:
-    """Log the resolved config and the teacher backbone (timm safetensors); -> the backbone's artifact URI."""
-    with checkpoint.as_directory() as folder:
-        state = load_training_state(folder)
-    prefix = "teacher.backbone."
-    weights = {k.removeprefix(prefix): v for k, v in state["model"].items() if k.startswith(prefix)}
-    with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "config.yaml"
-        config_path.write_text(dump_config(cfg))
-        client.log_artifact(run_id, str(config_path))
-        path = export_backbone_weights(weights, Path(tmp) / "backbone.safetensors", cfg.model.arch,
-                                       cfg.model.patch_size, cfg.data.image_size)
-        client.log_artifact(run_id, str(path))
-    return f"{client.get_run(run_id).info.artifact_uri}/backbone.safetensors"

@@ -1,0 +1,4 @@
+"""Benchmarks runnable with nothing but torch, timm and numpy installed (a bare GPU box):
+`python -m croc.bench step` times the training step (train_step.py); data.py holds the one-core measurements of
+`croc bench data`. The evaluations' benchmark is croc/eval/bench.py (`python -m croc.eval.bench`); the benchmarks that
+need Ray are pipelines/bench/."""
