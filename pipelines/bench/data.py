@@ -11,7 +11,9 @@ Measurements on the same shards (by default synthetic 480x640 JPEGs of COCO's ty
   to place it where it is cheapest.
 Rates are steady-state, as in a long run: the clock starts after the first batches (imports, worker start-up); the
 Ray Data figure is the best of its warm epochs (2 and 3; epoch 1 carries Ray Data's one-time start-up), all printed.
+The measurements that need torch alone are croc/bench/data.py; this module adds the Ray Data one and runs them all.
 """
+
 from __future__ import annotations
 
 import itertools

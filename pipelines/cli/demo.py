@@ -2,7 +2,7 @@
 
 It exercises the whole method core (augmentation, teacher pass, online clustering, both losses, update, EMA)
 and prints losses and throughput: `croc demo --in-process`. The full pipeline (Ray Data, Ray Train, evaluations,
-MLflow) is `croc demo` without that flag, which runs `pipelines/pretrain.py` on the synthetic configs.
+MLflow) is `croc demo` without that flag, which runs `pipelines/train/pretrain.py` on the synthetic configs.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ checkpoints (read weights-only). Tune's folder (`<storage>/<sweep>`: tuner.pkl, 
 Tune unpickles) is never read: whoever can write to checkpoint storage cannot run code as the user who resumes.
 A resumed ASHA scheduler ranks only the trials that run again.
 """
+
 from __future__ import annotations
 
 import os
