@@ -50,6 +50,17 @@ def export_backbone_weights(weights: Mapping[str, torch.Tensor], path: str | Pat
     return path
 
 
+def export_network_backbone(model_weights: Mapping[str, torch.Tensor], network: str, path: str | Path, arch: str,
+                            patch_size: int, image_size: int | None = None) -> Path:
+    """Write the backbone of `network` ('teacher' or 'student') out of a CrOC model's weights (`CrOC.state_dict()`,
+    or the "model" of a training state): the one way a checkpoint of ours becomes a backbone file."""
+    prefix = f"{network}.backbone."
+    weights = {name.removeprefix(prefix): t for name, t in model_weights.items() if name.startswith(prefix)}
+    if not weights:
+        raise InputError(f"no weights under {prefix!r}: network must be 'teacher' or 'student' of a CrOC model")
+    return export_backbone_weights(weights, path, arch, patch_size, image_size)
+
+
 def load_backbone_weights(path: str | Path) -> dict:
     return load_file(str(path))
 

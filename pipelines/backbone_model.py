@@ -69,8 +69,17 @@ def save_backbone_model(backbone_file: str | Path, out_dir: str | Path, dim: int
     return out
 
 
-def log_backbone_model(client: Any, run_id: str, backbone_file: str | Path, dim: int) -> str:
+def token_dim(backbone_file: str | Path) -> int:
+    """The width of the exported backbone's tokens (its CLS token's size)."""
+    from safetensors import safe_open
+
+    with safe_open(str(backbone_file), framework="numpy") as weights:
+        return int(weights.get_slice("cls_token").get_shape()[-1])
+
+
+def log_backbone_model(client: Any, run_id: str, backbone_file: str | Path, dim: int | None = None) -> str:
     """Save the model and log it under the run's `backbone_model` -> its URI (runs:/<id>/backbone_model)."""
+    dim = dim or token_dim(backbone_file)
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_backbone_model(backbone_file, Path(tmp) / ARTIFACT_PATH, dim)
         client.log_artifacts(run_id, str(folder), ARTIFACT_PATH)

@@ -7,7 +7,7 @@ import torch
 
 from croc.augment import patch_centres
 from croc.batch import prepare_batch, views_of_images
-from croc.synthetic_scenes import N_STUFF, N_THINGS, synthetic_scene
+from croc.synthetic.scenes import N_STUFF, N_THINGS, synthetic_scene
 
 
 def test_scenes_are_deterministic_and_labelled() -> None:

@@ -1,4 +1,4 @@
-"""`croc bench gpu` (python -m croc.bench_gpu): every part runs on a CPU with tiny settings; the targets are judged."""
+"""`croc bench gpu` (python -m croc.bench gpu): every part runs on a CPU with tiny settings; the targets are judged."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from croc.bench_gpu import TARGETS, GpuBenchSettings, Report
+from croc.bench.gpu import TARGETS, GpuBenchSettings, Report
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--arch", "vit_tiny", "--batch", "2", "--image-size", "64", "--out-dim", "64", "--out-dim-c", "32",
@@ -20,7 +20,7 @@ TINY = ["--arch", "vit_tiny", "--batch", "2", "--image-size", "64", "--out-dim",
 
 def test_the_command_measures_every_part_and_writes_one_json_object(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
-    result = subprocess.run([sys.executable, "-m", "croc.bench_gpu", *TINY, "--out", str(out)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "croc.bench", "gpu", *TINY, "--out", str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -29,7 +29,7 @@ def test_the_command_measures_every_part_and_writes_one_json_object(tmp_path: Pa
     assert set(steps) == {("croc", "eager"), ("dino", "eager")}
     croc, dino = steps["croc", "eager"], steps["dino", "eager"]
     assert len(croc["window_images_per_s"]) == 2 and croc["images_per_s"] > 0
-    assert croc["ms_per_step"] == pytest.approx(1000 * 2 / croc["images_per_s"], rel=1e-3)
+    assert croc["ms_per_step"] == pytest.approx(1000 * 2 / croc["images_per_s"], rel=0.02)  # images/s is rounded
     assert croc["phases_ms"]["clustering"] > 0 and 0 < croc["clustering_share"] < 1
     assert "clustering" not in dino["phases_ms"] and dino["clustering_share"] == 0
     data = next(r for r in report["results"] if r["part"] == "data")
@@ -72,6 +72,6 @@ def test_settings_refuse_nonsense() -> None:
         GpuBenchSettings(batch=0)
     with pytest.raises(ValueError, match="unknown parts"):
         GpuBenchSettings(parts=("step", "gpu"))
-    result = subprocess.run([sys.executable, "-m", "croc.bench_gpu", "--windows", "0"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "croc.bench", "gpu", "--windows", "0"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "windows must be >= 1" in result.stderr

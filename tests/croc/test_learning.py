@@ -15,11 +15,11 @@ from PIL import Image
 
 from croc.clustering import ClusteringConfig
 from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
-from croc.data.synthetic import SynthSpec, generate_benchmark
 from croc.eval.backbones import FrozenBackbone, load_backbone
 from croc.eval.propagation import PropagationConfig
 from croc.eval.tasks import EvalProtocol, run_task
 from croc.short_pretrain import short_pretrain
+from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
 SPEC = SynthSpec(seed=0, height=128, width=160, coco_train=128, coco_val=0, coco_unlabeled=0, voc_train=0, voc_val=0,
                  videos_train=0, videos_val=3, frames=8, video_height=128, video_width=192)

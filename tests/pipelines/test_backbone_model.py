@@ -22,7 +22,7 @@ def test_the_logged_model_loads_predicts_like_timm_and_registers(tmp_path: Path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run_id = start_run(client, "exp", "pre", run_tags("pretrain", "croc", "synthetic", "abc"), {})
-    model_uri = log_backbone_model(client, run_id, backbone_file, dim=192)
+    model_uri = log_backbone_model(client, run_id, backbone_file)  # the width read from the file: 192
     assert model_uri == f"runs:/{run_id}/{ARTIFACT_PATH}"
     assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(run_id, ARTIFACT_PATH)}
 

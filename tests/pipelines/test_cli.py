@@ -138,4 +138,4 @@ def test_every_help_shows_click_style_types_and_no_placeholders() -> None:
     assert "(runs:/ID or ID), random:ARCH, or stats:colour" in evaluate  # nothing eaten by the markdown rendering
     listed = re.findall(r"^│ (\S+) ", CliRunner().invoke(app, ["--help"], terminal_width=120).output, re.M)
     commands = [name for name in listed if not name.startswith("-")]
-    assert commands == ["data", "demo", "pretrain", "evaluate", "sweep", "compare", "davis-score", "bench"]
+    assert commands == ["data", "demo", "pretrain", "evaluate", "sweep", "submit", "compare", "davis-score", "bench"]

@@ -11,7 +11,9 @@ import typer
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipelines.compare import (
+from pipelines.cli.compare import TABLE_CHOICES, compare
+from pipelines.compare.reading import load_runs
+from pipelines.compare.tables import (
     MAIN_SPECS,
     TABLE_NAMES,
     Cell,
@@ -21,9 +23,7 @@ from pipelines.compare import (
     average_cell,
     cell_for,
     compare_runs,
-    load_runs,
 )
-from pipelines.compare_command import TABLE_CHOICES, compare
 
 EXPERIMENT = "paper"
 RECIPE = {"clustering.n_init": "12", "method.tokens": "values", "data.source": "synthetic", "optim.lr": "0.0005"}
@@ -281,7 +281,7 @@ def test_the_bar_chart_draws_the_std_as_error_bars(runs: pd.DataFrame) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipelines.compare_render import _bar_figure
+    from pipelines.compare.render import _bar_figure
 
     built = table(runs, "unsup")
     croc = built.frame.index[built.frame["Run"] == "croc-a"][0]

@@ -49,9 +49,9 @@ def test_synth_tiny_writes_the_official_layouts(tmp_path: Path) -> None:
 
 def test_the_default_benchmark_folder_names_the_generator_version(tmp_path: Path, monkeypatch) -> None:
     """A new generator version writes a new default folder: an old benchmark is never met (and refused) there."""
-    from croc.data.synthetic import VERSION
+    from croc.synthetic.benchmark import VERSION
     from pipelines.config import load_config
-    from pipelines.synthetic_benchmark import synthetic_benchmark_dir
+    from pipelines.datasets import synthetic_benchmark_dir
 
     monkeypatch.chdir(tmp_path)
     cfg = load_config(str(Path(__file__).parents[2] / "experiments/synthetic/pretrain.yaml"), [])

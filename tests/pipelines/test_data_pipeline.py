@@ -15,7 +15,9 @@ from PIL import Image
 from croc.data.pretrain_images import ImageRecord
 from croc.data.shards import write_shards
 from croc.errors import InputError
-from pipelines.data_pipeline import DataSettings, plan_resources, steps_per_epoch, view_batches, view_dataset
+from pipelines.cluster import plan_resources
+from pipelines.config.data_settings import DataSettings
+from pipelines.train.data_pipeline import steps_per_epoch, view_batches, view_dataset
 
 SIZE = 32
 
@@ -115,7 +117,7 @@ def test_two_workers_get_equal_full_batches_despite_corrupt_records(tmp_path: Pa
 
 
 def test_an_image_ships_at_most_0_3_mb() -> None:
-    from pipelines.data_pipeline import bytes_per_image
+    from pipelines.train.data_pipeline import bytes_per_image
 
     assert bytes_per_image(224) <= 0.3 * 2**20  # two uint8 views + boxes + flags (the authors ship ~4 MB)
 

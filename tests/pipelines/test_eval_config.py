@@ -8,15 +8,11 @@ import pytest
 
 from croc.errors import InputError
 from pipelines.config import load_config
-from pipelines.evaluate import (
-    EvalSummary,
-    baseline_label,
-    check_roots,
-    dataset_roots,
-    headline,
-    protocol_of,
-    results_table,
-)
+from pipelines.datasets import dataset_roots
+from pipelines.evaluate.checks import check_roots
+from pipelines.evaluate.protocol import protocol_of
+from pipelines.evaluate.requests import EvalSummary, baseline_label
+from pipelines.evaluate.results import headline, results_table
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "experiments" / "eval" / "paper.yaml"

@@ -12,7 +12,8 @@ from croc.backbone import create_backbone
 from croc.errors import InputError
 from croc.export import export_backbone
 from pipelines.cli import app
-from pipelines.evaluate import label_folder, resolve_checkpoint
+from pipelines.evaluate.outputs import label_folder
+from pipelines.evaluate.resolve import resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
@@ -77,7 +78,7 @@ def test_evaluate_without_tasks_or_with_a_bad_task_exits_2(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_all_checkpoints_are_evaluated_while_training_goes_on(tmp_path: Path, ray_session) -> None:
     from pipelines.config import load_config
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = load_config(SMOKE, [f"checkpoint.storage_path={tmp_path / 'runs'}",
                               f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
@@ -118,13 +119,13 @@ def test_evaluate_refuses_a_bad_checkpoint_or_dataset_root_before_ray_starts(tmp
                                                                            extra, words) -> None:
     import ray
 
-    import pipelines.pretrain
+    import pipelines.cluster
 
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray was started before the inputs were checked")
 
     monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbidden)
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbidden)
     result = CliRunner().invoke(app, ["evaluate", "--checkpoint", checkpoint, "--tasks", "linear:voc", "--config",
                                       str(SMOKE), f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
                                       f"data.synthetic.out_dir={tmp_path / 'bench'}", *extra])

@@ -61,7 +61,7 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     system = {key for key in client.get_run(run_id).data.metrics if key.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "backbone.safetensors", "images"} <= artifacts  # images: the cluster pictures
+    assert {"config.yaml", "backbone.safetensors", "backbone_model", "images"} <= artifacts  # images: cluster pictures
     pictures = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
     assert len(pictures) == 2, pictures  # steps 3 and 6
     local = client.download_artifacts(run_id, "backbone.safetensors", str(tmp_path))
@@ -104,7 +104,7 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
 @pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path: Path, synthetic_dir: Path,
                                                                        ray_session) -> None:
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1", "method.method=dino")  # DINO, DDP
     marker = tmp_path / "killed"
@@ -120,7 +120,7 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path:
 def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from ray.train import TrainingFailedError
 
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=0")
     marker = tmp_path / "killed"
@@ -138,7 +138,7 @@ def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Pat
 def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from ray.train import TrainingFailedError
 
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = smoke_config(tmp_path, synthetic_dir, "method.method=dino")  # DINO under DDP, too
     with pytest.raises(TrainingFailedError, match="non-finite loss nan at step 3"):
@@ -160,7 +160,7 @@ def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
 
 def test_impossible_resources_are_an_error(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
     from croc.errors import InputError
-    from pipelines.pretrain import check_cluster_fits
+    from pipelines.cluster import check_cluster_fits
 
     cfg = smoke_config(tmp_path, synthetic_dir, "resources.use_gpu=true")
     with pytest.raises(InputError, match="needs 2 GPUs"):
@@ -206,19 +206,19 @@ def test_the_local_ray_instance_keeps_token_authentication_on_and_its_logs_in_fi
     shared network was open). connect_ray must neither disable it nor ask Ray to."""
     import ray
 
-    from pipelines import pretrain
+    from pipelines import cluster
 
     calls = []
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(pretrain.os.environ))))
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, dict(cluster.os.environ))))
     monkeypatch.delenv("CROC_VERBOSE", raising=False)
-    pretrain.connect_ray()
+    cluster.connect_ray()
     (kwargs, env), = calls
     assert kwargs["address"] == "local" and "RAY_AUTH_MODE" not in env
     assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
     assert kwargs["log_to_driver"] is False  # Ray's internal lines stay in its log files...
     monkeypatch.setenv("CROC_VERBOSE", "1")
-    pretrain.connect_ray()
+    cluster.connect_ray()
     assert calls[-1][0]["log_to_driver"] is True  # ...unless `croc --verbose`

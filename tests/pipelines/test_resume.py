@@ -15,8 +15,8 @@ from croc.checkpoint import save_training_state
 from croc.errors import InputError
 from pipelines.cli import app
 from pipelines.config import config_hash, load_config
-from pipelines.resume import check_resume, config_changes, latest_checkpoint, record_config_change
 from pipelines.tracking import start_run
+from pipelines.train.resume import check_resume, config_changes, latest_checkpoint, record_config_change
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from croc.errors import InputError
 from pipelines.cli import app
 from pipelines.config import load_config
-from pipelines.schema_base import NAME_RULE
+from pipelines.config.base import NAME_RULE
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "experiments" / "synthetic" / "smoke.yaml"
@@ -23,7 +23,8 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import mlflow.tracking
     import ray
 
-    import pipelines.pretrain
+    import pipelines.cluster
+    import pipelines.train.pretrain
 
     reached: list[str] = []
 
@@ -34,10 +35,10 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return call
 
     monkeypatch.setattr(ray, "init", forbid("ray.init"))
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbid("connect_ray"))
-    monkeypatch.setattr(pipelines.pretrain, "training_shards", forbid("training_shards"))
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbid("connect_ray"))
+    monkeypatch.setattr(pipelines.train.pretrain, "training_shards", forbid("training_shards"))
     monkeypatch.setattr(mlflow.tracking, "MlflowClient", forbid("MlflowClient"))
-    monkeypatch.setattr(pipelines.pretrain, "MlflowClient", forbid("MlflowClient"))
+    monkeypatch.setattr(pipelines.train.pretrain, "MlflowClient", forbid("MlflowClient"))
     return reached
 
 
@@ -61,10 +62,10 @@ def test_pretrain_refuses_a_bad_run_name_before_anything_starts(name: str, tmp_p
 
 
 def test_pretrain_passes_a_valid_run_name_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.pretrain
+    import pipelines.train.pretrain
 
     seen: dict = {}
-    monkeypatch.setattr(pipelines.pretrain, "run_pretrain",
+    monkeypatch.setattr(pipelines.train.pretrain, "run_pretrain",
                         lambda cfg, run_name=None, **_: seen.update(cfg=cfg, run_name=run_name))
     result = CliRunner().invoke(app, ["pretrain", "--config", str(SMOKE), "--run-name", "smoke-2026.v1_a",
                                       *_overrides(tmp_path)])
@@ -74,7 +75,7 @@ def test_pretrain_passes_a_valid_run_name_through(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize("name", ["../../escaped-run", "/abs/path", "a'b", ""])
 def test_run_pretrain_refuses_a_bad_run_name_too(name: str, tmp_path: Path, nothing_starts) -> None:
-    from pipelines.pretrain import run_pretrain
+    from pipelines.train.pretrain import run_pretrain
 
     cfg = load_config(SMOKE, _overrides(tmp_path))
     with pytest.raises(InputError, match=r"^run name .*: must be letters"):

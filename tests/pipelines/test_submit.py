@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from croc.errors import InputError
-from pipelines.submit import GitState, git_state, plan_job, submission_id
+from pipelines.cli.submit import GitState, git_state, plan_job, submission_id
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ["pretrain", "--config", "experiments/synthetic/smoke.yaml", "--run-name", "sub1", "optim.epochs=2"]
@@ -74,3 +74,32 @@ def test_submission_ids_are_readable_and_safe() -> None:
     job = submission_id(["sweep", "x.yaml"], "synthetic methods/longer", now=0.0)
     assert job.startswith("croc-sweep-synthetic-methods-longer-19700101-")
     assert all(c.isalnum() or c in "-_" for c in job)
+
+
+def test_a_submitted_job_refuses_to_generate_data_in_its_working_copy(tmp_path: Path, monkeypatch) -> None:
+    from pipelines.config import load_config
+    from pipelines.datasets import ensure_synthetic_benchmark
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what Ray sets for a job's entrypoint
+    cfg = load_config(ROOT / "experiments/synthetic/smoke.yaml")  # data.synthetic.out_dir unset: under ./data
+    with pytest.raises(InputError, match=r"data\.synthetic\.out_dir=unset .* temporary copy"):
+        ensure_synthetic_benchmark(cfg)
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_a_plain_ray_job_is_warned_of_an_unknown_commit_and_of_outputs_it_would_lose(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    from pipelines.config import load_config
+    from pipelines.train.pretrain import job_warnings
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ROOT / "experiments/synthetic/smoke.yaml", [f"checkpoint.storage_path={tmp_path / 'runs'}"])
+    monkeypatch.setenv("CROC_GIT_SHA", "unknown")
+    assert job_warnings(cfg) == []  # not in a job: nothing to say
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    warnings = job_warnings(cfg)
+    assert any(w.startswith("checkpoint.storage_path=") for w in warnings)
+    assert any("croc.git_sha=unknown" in w and "croc submit" in w for w in warnings)
+    monkeypatch.setenv("CROC_GIT_SHA", "d" * 40)  # as `croc submit` passes it
+    assert not any("git_sha" in w for w in job_warnings(cfg))

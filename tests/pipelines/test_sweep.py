@@ -44,12 +44,12 @@ baselines: [random:vit_tiny]
 
 @pytest.mark.slow
 def test_sweep_runs_trials_tracks_them_and_resumes_only_what_did_not_finish(tmp_path: Path, ray_session) -> None:
-    from pipelines.sweep import run_sweep
-    from pipelines.synthetic_benchmark import ensure_synthetic_benchmark
+    from pipelines.datasets import ensure_synthetic_benchmark
+    from pipelines.sweep.run import run_sweep
 
     bench, davis_later = tmp_path / "bench", tmp_path / "davis-later"
     sweep_file = _sweep_file(tmp_path, bench, davis_later)
-    from pipelines.sweep_config import load_sweep
+    from pipelines.sweep.sweep_file import load_sweep
 
     ensure_synthetic_benchmark(load_sweep(sweep_file)[1])
     grid = run_sweep(sweep_file)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from croc.errors import InputError
-from pipelines.sweep_config import load_sweep, tune_metric
+from pipelines.sweep.sweep_file import load_sweep, tune_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 ABLATIONS = ROOT / "experiments" / "ablations"
@@ -64,8 +64,9 @@ def test_cli_overrides_reach_the_base_and_metric_names():
 
 
 def test_asha_acts_on_the_intermediate_evaluations_of_the_named_task(tmp_path):
-    from pipelines.evaluate import EvalSummary
-    from pipelines.sweep import _scheduler, _trial_metrics
+    from pipelines.evaluate.requests import EvalSummary
+    from pipelines.sweep.run import _scheduler
+    from pipelines.sweep.trial import _trial_metrics
 
     body = ("name: s\noverrides: {evaluation.after: all_checkpoints, evaluation.tasks: [unsup:voc]}\n"
             "search_space:\n  optim.lr: {grid: [0.1]}\nscheduler: {metric: unsup:voc, grace_period: 2}\n")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from croc.errors import InputError
 from pipelines.cli import app
-from pipelines.sweep_config import load_sweep, plan_trials
+from pipelines.sweep.sweep_file import load_sweep, plan_trials
 from pipelines.tracking import start_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def _plant(tmp_path: Path) -> Path:
 
 def _record(tmp_path: Path, sweep_file: Path, done: dict[str, float | None]) -> MlflowClient:
     """MLflow as an earlier attempt left it: the sweep run, and trial runs (done ones tagged with their metrics)."""
-    from pipelines.sweep import OVERRIDES_TAG, _json, record_trial
+    from pipelines.sweep.records import OVERRIDES_TAG, _json, record_trial
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     sweep_id = start_run(client, NAME, NAME, {"croc.kind": "sweep", "croc.sweep": NAME}, {})
@@ -78,13 +78,13 @@ def _record(tmp_path: Path, sweep_file: Path, done: dict[str, float | None]) -> 
 def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    import pipelines.pretrain
+    import pipelines.cluster
 
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray started")
 
     monkeypatch.setattr(ray, "init", forbidden)
-    monkeypatch.setattr(pipelines.pretrain, "connect_ray", forbidden)
+    monkeypatch.setattr(pipelines.cluster, "connect_ray", forbidden)
 
 
 def test_the_plan_is_the_same_on_every_call_and_keys_name_the_trials(tmp_path: Path) -> None:
@@ -130,8 +130,9 @@ def test_resume_keeps_recorded_trials_and_never_loads_tune_state(tmp_path: Path,
 
 def test_resume_runs_again_only_the_unfinished_trials_under_their_own_names(tmp_path: Path, no_ray,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.sweep
-    from pipelines.sweep import TrialOutcome, run_sweep
+    import pipelines.sweep.run
+    from pipelines.sweep.run import run_sweep
+    from pipelines.sweep.trial import TrialOutcome
 
     sweep_file = _sweep_file(tmp_path, "[4, 6, 8]")
     marker = _plant(tmp_path)
@@ -142,7 +143,7 @@ def test_resume_runs_again_only_the_unfinished_trials_under_their_own_names(tmp_
         seen.extend(t.key for t in todo)
         return {t.key: TrialOutcome(t.key, t.overrides, "done", {"davis/jf_mean": 0.75, "done": 1}) for t in todo}
 
-    monkeypatch.setattr(pipelines.sweep, "_run_trials", run_trials)
+    monkeypatch.setattr(pipelines.sweep.run, "_run_trials", run_trials)
     outcomes = run_sweep(sweep_file, resume=True)
     assert seen == ["t001", "t002"]
     assert [(o.key, o.recorded, o.metrics["davis/jf_mean"]) for o in outcomes] == [
@@ -151,7 +152,7 @@ def test_resume_runs_again_only_the_unfinished_trials_under_their_own_names(tmp_
 
 
 def test_a_sweep_file_changed_since_the_start_is_refused(tmp_path: Path, no_ray) -> None:
-    from pipelines.sweep import run_sweep
+    from pipelines.sweep.run import run_sweep
 
     _record(tmp_path, _sweep_file(tmp_path), {"t000": 0.25})
     with pytest.raises(InputError, match=r"trial t000 ran with .* the file changed"):
@@ -169,7 +170,7 @@ def test_ctrl_c_exits_non_zero_and_marks_what_it_left_killed(tmp_path: Path, no_
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C during the trials (Tune's own handler is off, so it arrives as KeyboardInterrupt): exit status 130, the
     sweep run and the trial's pre-training run end KILLED, and the message says how to continue."""
-    import pipelines.sweep
+    import pipelines.sweep.run
 
     sweep_file = _sweep_file(tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -179,7 +180,7 @@ def test_ctrl_c_exits_non_zero_and_marks_what_it_left_killed(tmp_path: Path, no_
                   parent_run_id=sweep_run_id)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipelines.sweep, "_run_trials", interrupted_trials)
+    monkeypatch.setattr(pipelines.sweep.run, "_run_trials", interrupted_trials)
     result = CliRunner().invoke(app, ["sweep", str(sweep_file)])
     assert result.exit_code == 130, result.output
     assert "--resume" in result.output.strip().splitlines()[-1]

@@ -108,8 +108,8 @@ def test_an_outage_fails_fast_and_a_resume_logs_every_step_exactly_once(tmp_path
 
 
 def test_evaluation_headlines_are_logged_on_the_pretraining_run_at_their_step(tmp_path: Path) -> None:
-    from pipelines.evaluate import EvalSummary
-    from pipelines.pretrain import log_headlines
+    from pipelines.evaluate.requests import EvalSummary
+    from pipelines.train.pretrain import log_headlines
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run_id = start_run(client, "exp", "pre", run_tags("pretrain", "croc", "synthetic", "abc"), {})

@@ -6,7 +6,7 @@ from ray.exceptions import RayTaskError
 from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
 
 from croc.errors import InputError
-from pipelines.worker_errors import worker_input_error
+from pipelines.train.worker_errors import worker_input_error
 
 
 def wrapped(error: Exception) -> Exception:

@@ -126,7 +126,7 @@ def test_the_extractor_finds_commands_and_skips_namespaces() -> None:
 @pytest.mark.parametrize(("source", "args"), COMMANDS, ids=[f"{s}:{' '.join(a)[:60]}" for s, a in COMMANDS])
 def test_croc_command_parses(cli, source: str, args: list[str]) -> None:
     from pipelines.config import load_config
-    from pipelines.eval_schema import EVAL_TASKS
+    from pipelines.config.evaluation import EVAL_TASKS
 
     name, params, extra = parse(cli, substitute(args))
     if name == "pretrain":

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from croc.data.synthetic import (
+from croc.errors import InputError
+from croc.synthetic.benchmark import (
     OTHER_ID,
     STUFF_CATALOGUE,
     THING_CATALOGUE,
@@ -29,7 +30,6 @@ from croc.data.synthetic import (
     stuff_pixelmap,
     voc_label,
 )
-from croc.errors import InputError
 
 SPEC = SynthSpec.tiny(seed=0)
 

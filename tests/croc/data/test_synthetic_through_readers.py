@@ -13,7 +13,7 @@ from croc.data.decode_views import decode_batch
 from croc.data.pretrain_images import list_pretrain_images
 from croc.data.segmentation import THING_SUPERCATEGORIES, CocoStuff, CocoThings, PascalVOC
 from croc.data.shards import iter_rows, shard_paths, write_shards
-from croc.data.synthetic import SynthSpec, generate_benchmark, item_rng, render_scene
+from croc.synthetic.benchmark import SynthSpec, generate_benchmark, item_rng, render_scene
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from croc.data.davis import Davis2017
-from croc.data.synthetic import SynthSpec, generate_benchmark
+from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
 
 @pytest.fixture(scope="session")

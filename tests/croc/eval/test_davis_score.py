@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from croc.data.davis import Davis2017
 from croc.errors import InputError
 from croc.eval.davis_score import score_predictions
-from pipelines.davis_score_command import davis_score
+from pipelines.cli.davis_score import davis_score
 
 
 @pytest.fixture

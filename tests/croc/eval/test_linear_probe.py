@@ -219,7 +219,7 @@ def test_image_size_must_be_a_patch_multiple():
 
 @pytest.fixture(scope="module")
 def synthetic_voc(tmp_path_factory) -> Path:
-    from croc.data.synthetic import SynthSpec, generate_benchmark
+    from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
     root = tmp_path_factory.mktemp("synth") / "s"
     generate_benchmark(root, SynthSpec(voc_train=8, voc_val=4, coco_train=4, coco_val=2, coco_unlabeled=0,

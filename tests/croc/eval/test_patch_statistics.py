@@ -66,9 +66,9 @@ def test_spec_loads_and_names_errors():
 
 
 def test_statistics_run_through_the_segmentation_tasks(tmp_path):
-    from croc.data.synthetic import SynthSpec, generate_benchmark
     from croc.eval.linear_probe import LinearProbeConfig
     from croc.eval.unsupervised import UnsupervisedConfig
+    from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
     root = tmp_path / "synth"
     generate_benchmark(root, SynthSpec(voc_train=6, voc_val=3, coco_train=0, coco_val=0, coco_unlabeled=0,

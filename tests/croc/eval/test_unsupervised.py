@@ -266,7 +266,7 @@ def _image_dataset(n: int, classes: int) -> TinyDataset:
 
 def test_end_to_end_synthetic_voc_deterministic(tmp_path):
     from croc.data.segmentation import PascalVOC
-    from croc.data.synthetic import SynthSpec, generate_benchmark
+    from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
     spec = SynthSpec(voc_train=4, voc_val=8, coco_train=4, coco_val=2, coco_unlabeled=0, videos_train=0,
                      videos_val=1, frames=4, height=64, width=96)

@@ -1,0 +1,61 @@
+"""What one evaluation task is given and what it returns (plain values: they cross process boundaries), and the
+requests that evaluate one checkpoint on a list of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import PretrainConfig, config_hash
+from pipelines.datasets import dataset_roots
+from pipelines.evaluate.outputs import label_folder
+from pipelines.tracking import run_tags
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """Everything one evaluation task needs (plain values: it crosses process boundaries)."""
+
+    task: str  # 'linear:voc', 'unsup:coco_stuff', 'davis'
+    label: str  # which checkpoint: 'final', 'step 120', 'random init', a file name
+    evaluation: dict[str, Any]  # EvaluationSection, JSON-ready
+    roots: dict[str, str | None]
+    out_dir: str
+    tracking_uri: str
+    experiment: str
+    tags: dict[str, str]
+    parent_run_id: str | None = None
+    run_name: str = ""
+
+
+@dataclass
+class EvalSummary:
+    task: str
+    label: str
+    run_id: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir: Path, *, method: str,
+                  parent_run_id: str | None, source_tags: Mapping[str, str] | None = None) -> list[EvalRequest]:
+    """One request per task, with the run hierarchy and tags of docs/architecture.md ("MLflow runs")."""
+    roots = dataset_roots(cfg)
+    tags = run_tags("eval", method, cfg.data.source, config_hash(cfg), source_tags)
+    evaluation = cfg.evaluation.model_dump(mode="json")
+    slug = label_folder(label)
+    return [EvalRequest(task=task, label=label, evaluation=evaluation, roots=roots,
+                        out_dir=str(out_dir / slug / task.replace(":", "_")), tracking_uri=cfg.tracking.tracking_uri,
+                        experiment=cfg.tracking.experiment or cfg.name, tags=dict(tags),
+                        parent_run_id=parent_run_id) for task in tasks]
+
+
+def baseline_label(spec: str) -> str:
+    """'random:vit_tiny' -> 'random init'; 'stats:colour' -> 'colour statistics'; a file -> its name."""
+    if spec.startswith("random:"):
+        return "random init"
+    if spec.startswith("stats:"):
+        return f"{spec.split(':')[1]} statistics"
+    return Path(spec).name
