@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo smoke test test-fast lint bench clean-venv
+.PHONY: setup demo smoke test test-fast lint bench bench-gpu gpu-wheels clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-fast: $(STAMP)  ## the suite without the slow cases
 
 bench: $(STAMP)  ## the training-step benchmark (GPU when present)
 	$(BIN)/croc bench step --methods croc dino --modes eager compiled
+
+bench-gpu: $(STAMP)  ## everything measured against the GPU targets, in one command (docs/benchmarks.md)
+	$(BIN)/croc bench gpu --out bench-gpu.json
+
+gpu-wheels: $(STAMP)  ## faiss-cpu and simplejpeg wheels for a GPU box without them (Python 3.12, x86-64)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 -d .gpu-wheels faiss-cpu==1.15.1 simplejpeg==1.9.0
 
 clean-venv:
 	rm -rf $(VENV)

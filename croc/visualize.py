@@ -44,3 +44,33 @@ def cluster_picture(views: tuple[np.ndarray, np.ndarray], assignments: torch.Ten
         panels.append(panel.round().clip(0, 255).astype(np.uint8))
     spacer = np.full((size, gap, 3), 255, np.uint8)
     return np.concatenate([panels[0], spacer, panels[1]], axis=1)
+
+
+def cluster_figure(images: torch.Tensor, assignments: torch.Tensor, valid: torch.Tensor, patch_size: int,
+                   step: int | None = None, count: int = 2) -> np.ndarray:
+    """The clusters of the first head on both views of the first `count` images, labelled: one row per image,
+    columns view 1 | view 2, a title with the step, and a legend of the cluster colours and of pruned grey.
+
+    images [2B, 3, S, S] (normalised, view 1 of every image first); assignments [2, Q, N, Kmax] with Q = B * heads;
+    valid [Q, Kmax] -> uint8 [height, width, 3].
+    """
+    from croc.eval.pictures import MIN_PANEL, labelled_grid
+
+    b = images.shape[0] // 2
+    heads = valid.shape[0] // b
+    scale = max(1, -(-MIN_PANEL // images.shape[-1]))
+    rows, labels, kept = [], [], 0
+    for i in range(min(count, b)):
+        q = i * heads  # head 0 of image i
+        views = (denormalize(images[i]), denormalize(images[b + i]))
+        picture = cluster_picture(views, assignments[:, q], valid[q], patch_size, gap=0)  # [S, 2S, 3]
+        size = views[0].shape[0]
+        panels = [torch.from_numpy(np.ascontiguousarray(picture[:, v * size:(v + 1) * size])).permute(2, 0, 1)
+                  for v in range(2)]
+        rows.append([p.repeat_interleave(scale, 1).repeat_interleave(scale, 2) for p in panels])
+        labels.append(f"image {i + 1}")
+        kept = max(kept, int(valid[q].sum()))
+    title = "clusters found on both views (first head)" + (f", step {step}" if step is not None else "")
+    legend = [(f"cluster {k + 1}", tuple(int(c) for c in PALETTE[k % len(PALETTE)])) for k in range(kept)]
+    legend.append(("pruned (not in both views)", tuple(int(c) for c in PRUNED)))
+    return labelled_grid(rows, ("view 1", "view 2"), title, row_labels=labels, legend=legend)

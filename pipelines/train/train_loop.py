@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -26,7 +25,7 @@ from croc.collapse import CollapseAlert, CollapseMonitor
 from croc.export import export_network_backbone
 from croc.model import CrOC
 from croc.train_step import TrainStep
-from croc.visualize import cluster_picture, denormalize
+from croc.visualize import cluster_figure
 from pipelines.config import PretrainConfig
 from pipelines.tracking import MetricBuffer, bound_retries, system_metrics
 from pipelines.train.data_pipeline import view_batches
@@ -43,18 +42,6 @@ def _sum_across_workers(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
-
-
-def cluster_figure(images: torch.Tensor, clusters, patch_size: int, count: int = 2) -> np.ndarray:
-    """The clusters of the first head on both views of the first `count` images, stacked vertically."""
-    b = images.shape[0] // 2
-    heads = clusters.valid.shape[0] // b
-    rows = []
-    for i in range(min(count, b)):
-        q = i * heads  # head 0 of image i
-        views = (denormalize(images[i]), denormalize(images[b + i]))
-        rows.append(cluster_picture(views, clusters.assignments[:, q], clusters.valid[q], patch_size))
-    return np.concatenate(rows, axis=0)
 
 
 def inject_fault(fault: dict | None, rank: int, step: int, images: torch.Tensor) -> torch.Tensor:
@@ -137,7 +124,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                     progress.update.remote(step, values["loss"])
             every = cfg.tracking.cluster_pictures_every_steps
             if tracker is not None and every and step % every == 0 and step_fn.last_clusters is not None:
-                tracker.picture(step, cluster_figure(images, step_fn.last_clusters, train_config.model.patch_size))
+                clusters = step_fn.last_clusters
+                tracker.picture(step, cluster_figure(images, clusters.assignments, clusters.valid,
+                                                     train_config.model.patch_size, step))
             at_epoch_end = step % steps_per_epoch == 0
             if step % cfg.checkpoint.every_steps == 0 or at_epoch_end:
                 _report(step, epoch + int(at_epoch_end), model, step_fn, cfg, rank, tracker)

@@ -29,3 +29,24 @@ def test_denormalize_inverts_the_normalisation() -> None:
     pixels = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
     mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     np.testing.assert_array_equal(denormalize((pixels / 255 - mean) / std), pixels.permute(1, 2, 0).numpy())
+
+
+def test_the_cluster_figure_is_labelled_and_shows_each_view_enlarged() -> None:
+    from croc.eval.pictures import MIN_PANEL, PAD, TEXT
+    from croc.visualize import cluster_figure
+
+    torch.manual_seed(0)
+    b, size, patch, k_max = 3, 32, 16, 3  # 2x2 patches per view
+    images = torch.randn(2 * b, 3, size, size)
+    assignments = torch.zeros(2, b, 4, k_max)
+    assignments[..., 0] = 1.0  # every patch in cluster 1
+    valid = torch.tensor([[True, False, False]] * b)
+    figure = cluster_figure(images, assignments, valid, patch, step=7, count=2)
+    panel = MIN_PANEL  # 32 px enlarged 6x
+    top = 2 * (TEXT + PAD)  # the title and the headings
+    assert figure.shape[0] == top + 2 * panel + 3 * PAD + 1 * (TEXT + PAD)  # two images, one legend line
+    left = figure.shape[1] - (2 * panel + 3 * PAD)  # the row labels' margin
+    assert left > 0
+    pixel = figure[top + PAD + 10, left + PAD + 10].astype(float)  # image 1, view 1, inside patch (0, 0)
+    expected = 0.45 * denormalize(images[0])[10 // 6, 10 // 6].astype(float) + 0.55 * PALETTE[0]  # nearest
+    assert np.abs(pixel - expected).max() <= 1.5

@@ -273,7 +273,8 @@ def test_a_table_without_any_value_is_one_line_and_marked_in_its_file(store: Sto
     assert result.exit_code == 0, result.output
     assert "Table 2: linear segmentation on ADE20K, mIoU (%): no values" in " ".join(result.output.split())
     assert "failed" not in result.output  # the cells are not printed
-    assert "no values" in (out / "ade20k.md").read_text()
+    table_name = "ade20k"
+    assert "no values" in (out / f"{table_name}.md").read_text()
 
 
 def test_the_bar_chart_draws_the_std_as_error_bars(runs: pd.DataFrame) -> None:

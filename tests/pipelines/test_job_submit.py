@@ -86,9 +86,34 @@ def test_ray_job_submit_runs_a_pretraining(tmp_path: Path, ray_head) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "succeeded" in (done.stdout + done.stderr).lower()
+    assert "croc.git_sha=unknown" in done.stdout + done.stderr  # .git/ did not travel: the user is told
     client = MlflowClient(tracking)
     (run,) = client.search_runs([client.get_experiment_by_name("synthetic-smoke").experiment_id],
                                 "tags.`croc.kind` = 'pretrain'")
     assert run.info.status == "FINISHED" and run.info.run_name == "submitted"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 7))
     assert list((tmp_path / "runs" / "submitted").glob("checkpoint_*"))
+
+
+@pytest.mark.slow
+def test_croc_submit_records_the_commit_and_names_the_job(tmp_path: Path, ray_head) -> None:
+    address, env = ray_head
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    command = [str(BIN / "croc"), "submit", "--address", address, "--",
+               "pretrain", "--config", "experiments/synthetic/smoke.yaml", "--run-name", "provenance",
+               f"checkpoint.storage_path={tmp_path / 'runs'}", f"tracking.tracking_uri={tracking}",
+               f"data.synthetic.out_dir={tmp_path / 'synthetic'}", "evaluation.tasks=[]"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "submitted croc-pretrain-provenance-" in output and "succeeded" in output
+    assert "croc.git_sha=unknown" not in output  # no warning: the commit travelled with the job
+    client = MlflowClient(tracking)
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic-smoke").experiment_id],
+                                "tags.`croc.kind` = 'pretrain'")
+    tags = run.data.tags
+    assert tags["croc.git_sha"] == head and tags["mlflow.source.git.commit"] == head
+    assert tags["croc.git_dirty"] in ("true", "false") and tags["mlflow.source.type"] == "JOB"
+    assert tags["croc.submission_id"].startswith("croc-pretrain-provenance-")
+    assert tags["mlflow.source.name"].startswith("croc pretrain --config experiments/synthetic/smoke.yaml")
