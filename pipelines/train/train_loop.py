@@ -33,6 +33,9 @@ from pipelines.train.data_pipeline import view_batches
 logger = logging.getLogger(__name__)
 
 
+TRAIN_PREFIX = "train/"  # the MLflow names of the training metrics: train/loss, train/lr, ...
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run stops, its last good checkpoint stays."""
 
@@ -75,7 +78,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     step_fn = TrainStep(model, train_config, steps_per_epoch, device, student=student)
     step = 0
     bound_retries()
-    tracker = MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"]) if rank == 0 else None
+    tracker = (MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"], f"{TRAIN_PREFIX}loss")
+               if rank == 0 else None)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -116,8 +120,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 values.update(images_per_s=window_images / (now - window_start), epoch=float(epoch),
                               skipped_records=float(_sum_across_workers(skipped)))
                 window_start, window_images = now, 0
-                if tracker is not None:
-                    tracker.add(step, values)
+                if tracker is not None:  # MLflow groups the training curves under train/ (evaluations: eval/)
+                    tracker.add(step, {f"{TRAIN_PREFIX}{key}": value for key, value in values.items()})
                 if collapse is not None:
                     _report_collapse(collapse.observe(step, values), tracker)
                 if progress is not None:

@@ -75,7 +75,7 @@ def ray_head(tmp_path: Path):
 @pytest.mark.slow
 def test_ray_job_submit_runs_a_pretraining(tmp_path: Path, ray_head) -> None:
     address, env = ray_head
-    runtime_env = {"excludes": [".venv/", ".git/", "data/", "runs/", "mlruns/", "mlartifacts/", "mlflow.db",
+    runtime_env = {"excludes": [".venv/", ".git/", "/data/", "/runs/", "/mlruns/", "/mlartifacts/", "mlflow.db",
                                 "*.parquet", "*.safetensors"], "env_vars": {"RAY_AUTH_MODE": "disabled"}}
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
@@ -91,7 +91,7 @@ def test_ray_job_submit_runs_a_pretraining(tmp_path: Path, ray_head) -> None:
     (run,) = client.search_runs([client.get_experiment_by_name("synthetic-smoke").experiment_id],
                                 "tags.`croc.kind` = 'pretrain'")
     assert run.info.status == "FINISHED" and run.info.run_name == "submitted"
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 7))
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == list(range(1, 7))
     assert list((tmp_path / "runs" / "submitted").glob("checkpoint_*"))
 
 

@@ -32,7 +32,7 @@ def smoke_config(tmp_path: Path, synthetic_dir: Path, *overrides: str):
                                f"data.synthetic.out_dir={synthetic_dir}", "evaluation.tasks=[]", *overrides])
 
 
-def history_steps(client: MlflowClient, run_id: str, key: str = "loss") -> list[int]:
+def history_steps(client: MlflowClient, run_id: str, key: str = "train/loss") -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
@@ -53,7 +53,7 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     assert list((tmp_path / "runs").glob("synthetic-smoke-*/checkpoint_*"))
     for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
                 "clusters_per_problem", "images_per_s", "skipped_records"):
-        assert history_steps(client, run_id, key) == list(range(1, STEPS + 1)), key
+        assert history_steps(client, run_id, f"train/{key}") == list(range(1, STEPS + 1)), key
     (trained_on,) = client.get_run(run_id).inputs.dataset_inputs  # the Datasets column of the MLflow UI
     assert trained_on.dataset.name.endswith("/coco") and trained_on.dataset.name.startswith("croc-synthetic-2")
     assert len(trained_on.dataset.digest) == 16 and '"num_images": 48' in trained_on.dataset.profile

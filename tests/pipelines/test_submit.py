@@ -103,3 +103,17 @@ def test_a_plain_ray_job_is_warned_of_an_unknown_commit_and_of_outputs_it_would_
     assert any("croc.git_sha=unknown" in w and "croc submit" in w for w in warnings)
     monkeypatch.setenv("CROC_GIT_SHA", "d" * 40)  # as `croc submit` passes it
     assert not any("git_sha" in w for w in job_warnings(cfg))
+
+
+def test_the_project_excludes_keep_the_code_and_drop_the_data() -> None:
+    from ray._private.thirdparty.pathspec import PathSpec  # the matcher Ray applies to a job's working_dir
+
+    from pipelines.cli.submit import load_runtime_env
+
+    spec = PathSpec.from_lines("gitwildmatch", load_runtime_env(ROOT)["excludes"])
+    for kept in ("croc/data/shards.py", "tests/data/clustering_golden.npz", "pipelines/compare/tables.py",
+                 "experiments/synthetic/smoke.yaml"):
+        assert not spec.match_file(kept), kept
+    for dropped in ("data/croc-synthetic-2/coco/x.jpg", "runs/r/checkpoint_000001/state.pt", ".git/HEAD",
+                    "mlflow.db", ".venv/bin/python", "compare/paper/linear.md", ".gpu-wheels/faiss.whl"):
+        assert spec.match_file(dropped), dropped
