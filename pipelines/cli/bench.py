@@ -7,32 +7,35 @@ import typer
 
 from pipelines.cli.defaults import EXPERIMENTS
 
+# The benchmark's own argparse options (and its --help, which lists them) pass through unchanged
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
 bench_app = typer.Typer(help="Benchmarks (also runnable as `python -m croc.bench ...` on a bare GPU box).",
                         no_args_is_help=True)
 
 
-@bench_app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("step", context_settings=PASS_THROUGH)
 def bench_step(ctx: typer.Context) -> None:
-    """Time the training step; options as `python -m croc.bench step --help`."""
+    """Time the training step (its --help lists the options)."""
     from croc.bench.train_step import main as bench_main
 
     bench_main(["step", *ctx.args])
 
 
-@bench_app.command("gpu", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("gpu", context_settings=PASS_THROUGH)
 def bench_gpu(ctx: typer.Context) -> None:
     """The platform on one machine in one command, against the GPU targets: the training step (CrOC and DINO,
     eager and compiled, the paper's setting), the data kernel on every core, feature extraction and K-Means at the
-    evaluation's sizes; one table and one JSON object. Options as `python -m croc.bench gpu --help`."""
+    evaluation's sizes; one table and one JSON object. Its --help lists the options."""
     from croc.bench.gpu import main as gpu_main
 
     gpu_main(list(ctx.args))
 
 
-@bench_app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("eval", context_settings=PASS_THROUGH)
 def bench_eval(ctx: typer.Context) -> None:
     """Time feature extraction, K-Means + matching of a PVOC12-val-sized split, and DAVIS propagation per frame;
-    options as `python -m croc.eval.bench --help`."""
+    its --help lists the options."""
     from croc.eval.bench import main as eval_bench_main
 
     eval_bench_main(list(ctx.args))

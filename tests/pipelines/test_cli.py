@@ -139,3 +139,12 @@ def test_every_help_shows_click_style_types_and_no_placeholders() -> None:
     listed = re.findall(r"^│ (\S+) ", CliRunner().invoke(app, ["--help"], terminal_width=120).output, re.M)
     commands = [name for name in listed if not name.startswith("-")]
     assert commands == ["data", "demo", "pretrain", "evaluate", "sweep", "submit", "compare", "davis-score", "bench"]
+
+
+def test_bench_helps_list_the_benchmarks_own_options() -> None:
+    for command, options in ((["bench", "step"], ("--methods", "--check-sync", "--batch")),
+                             (["bench", "gpu"], ("--out", "--window-steps", "--data-cores")),
+                             (["bench", "eval"], ("--parts", "--images"))):
+        result = CliRunner().invoke(app, [*command, "--help"], terminal_width=120)
+        assert result.exit_code == 0, result.output
+        assert all(option in result.output for option in options), (command, result.output)
