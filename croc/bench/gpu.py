@@ -136,6 +136,12 @@ def _step_args(settings: GpuBenchSettings) -> argparse.Namespace:
                               steps=settings.windows * settings.window_steps)
 
 
+def _significant(value: float, digits: int = 4) -> float:
+    """A rate or a time to `digits` significant digits (a CPU's 0.35 images/s keeps its precision, a GPU's 2612.3
+    loses nothing that the timing noise does not)."""
+    return float(f"{value:.{digits}g}")
+
+
 def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: torch.device) -> dict:
     """One (method, mode): median images/s over timed windows, phase split, peak memory, no-sync check."""
     from croc.bench.train_step import bench_config, check_no_sync, synthetic_inputs
@@ -189,8 +195,8 @@ def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: 
         "part": "step", "method": method, "mode": "compiled" if compiled else "eager",
         "arch": f"{settings.arch}/{settings.patch_size}", "batch": settings.batch, "image_size": settings.image_size,
         "precision": settings.precision if device.type == "cuda" else "fp32",
-        "images_per_s": round(rate, 1), "ms_per_step": round(1000 * settings.batch / rate, 2),
-        "window_images_per_s": [round(r, 1) for r in window_rates],
+        "images_per_s": _significant(rate), "ms_per_step": _significant(1000 * settings.batch / rate),
+        "window_images_per_s": [_significant(r) for r in window_rates],
         "phases_ms": phases,
         "clustering_share": round(phases.get("clustering", 0.0) / phase_total, 4) if phase_total else None,
         "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "warmup_s": round(warmup_s, 1),
