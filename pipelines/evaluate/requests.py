@@ -53,9 +53,12 @@ def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir
 
 
 def baseline_label(spec: str) -> str:
-    """'random:vit_tiny' -> 'random init'; 'stats:colour' -> 'colour statistics'; a file -> its name."""
+    """'random:vit_tiny' -> 'random init' ('random init (seed 1)' for random:vit_tiny:16:1, so that several seeds
+    stay apart in tables); 'stats:colour' -> 'colour statistics'; a file -> its name."""
     if spec.startswith("random:"):
-        return "random init"
+        parts = spec.split(":")
+        seed = parts[3] if len(parts) > 3 else "0"
+        return "random init" if seed == "0" else f"random init (seed {seed})"
     if spec.startswith("stats:"):
         return f"{spec.split(':')[1]} statistics"
     return Path(spec).name

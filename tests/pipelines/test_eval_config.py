@@ -88,3 +88,5 @@ def test_results_table_shows_headlines_and_failures():
     assert [c.header for c in table.columns] == ["checkpoint", "linear:voc", "unsup:voc", "davis"]
     assert table.row_count == 2
     assert baseline_label("random:vit_tiny:16:0") == "random init" and baseline_label("/x/croc.pth") == "croc.pth"
+    assert baseline_label("random:vit_tiny") == "random init"
+    assert baseline_label("random:vit_tiny:16:1") == "random init (seed 1)"  # two seeds, two rows
