@@ -27,6 +27,7 @@ def set_verbose(verbose: bool) -> None:
         os.environ[VERBOSE_ENV] = "1"
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level from this when imported
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per downloaded backbone
     mute_library_info()
 
 

@@ -81,6 +81,7 @@ def test_without_verbose_the_libraries_info_lines_are_muted(monkeypatch) -> None
 
     monkeypatch.setenv(VERBOSE_ENV, "0")
     monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     for name in QUIET_LOGGERS:
         monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
     set_verbose(False)
@@ -89,6 +90,7 @@ def test_without_verbose_the_libraries_info_lines_are_muted(monkeypatch) -> None
     import os
 
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"  # no progress bar per download
 
 
 def test_version_and_dry_run_start_nothing(tmp_path: Path, monkeypatch) -> None:

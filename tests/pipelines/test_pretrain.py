@@ -216,7 +216,7 @@ def test_the_local_ray_instance_keeps_token_authentication_on_and_its_logs_in_fi
     monkeypatch.delenv("CROC_VERBOSE", raising=False)
     cluster.connect_ray()
     (kwargs, env), = calls
-    assert kwargs["address"] == "local" and "RAY_AUTH_MODE" not in env
+    assert kwargs["address"] == "local" and env["RAY_AUTH_MODE"] == "token"  # on, and said so (no Ray warning)
     assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
     assert kwargs["log_to_driver"] is False  # Ray's internal lines stay in its log files...
     monkeypatch.setenv("CROC_VERBOSE", "1")
