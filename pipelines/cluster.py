@@ -28,9 +28,6 @@ def connect_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        # token authentication, asked for explicitly: the same as Ray's default for a new local instance, without
-        # the warning Ray prints at every start when the mode is left unset
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address="local", include_dashboard=False, log_to_driver=verbose(),
                  logging_level=logging.INFO if verbose() else logging.WARNING)
     mute_library_info()
