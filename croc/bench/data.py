@@ -1,17 +1,22 @@
 """`croc bench data`, the parts that need nothing but torch, torchvision, PIL and numpy: the synthetic shards it reads,
 and the measurements on one core (the authors' way, our decode kernel, the photometric stage); the Ray Data
-measurement and the whole bench are pipelines/bench/data.py. Rates are steady-state: the clock starts after the first
-batches (imports, worker start-up).
+measurement and the whole bench are pipelines/bench/data.py. Also our decode kernel on every core at once, one
+process per core (`croc bench gpu`'s data part). Rates are steady-state: the clock starts after the first batches
+(imports, worker start-up).
 """
 
 from __future__ import annotations
 
 import io
 import random
+import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms as T
@@ -170,3 +175,61 @@ def bench_photometric(size: int, batch: int, device: torch.device) -> float:
         return repeats * batch / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
+
+
+def synthetic_jpegs(count: int, height: int = 480, width: int = 640) -> list[bytes]:
+    """`count` synthetic scenes of the embedded benchmark as JPEG bytes (quality 90), COCO's typical size."""
+    spec = SynthSpec(seed=0, height=height, width=width)
+    out = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(render_scene(i, height, width, spec).image).save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def decode_passes(images: list[bytes], height: int, width: int, size: int, passes: int, seed: int) -> tuple[int, float]:
+    """Decode `images` into two views each, `passes` times, in batches of 32 -> (images done, seconds)."""
+    generator = torch.Generator().manual_seed(seed)
+    n = len(images)
+    ids = [str(i) for i in range(n)]
+    start = time.perf_counter()
+    for _ in range(passes):
+        for i in range(0, n, 32):
+            chunk = images[i:i + 32]
+            decode_batch(chunk, [width] * len(chunk), [height] * len(chunk), ids[i:i + 32], size, generator)
+    return passes * n, time.perf_counter() - start
+
+
+def bench_kernel_all_cores(cores: int, count: int, passes: int, size: int, height: int = 480,
+                           width: int = 640) -> dict:
+    """The CPU stage (decode + two views, `decode_batch`) in one single-threaded process per core, all cores at
+    once, on `count` synthetic JPEGs decoded `passes` times by each process (`croc bench gpu`'s data part)."""
+    images = synthetic_jpegs(count, height, width)
+    with ProcessPoolExecutor(cores, mp_context=get_context("spawn"), initializer=_single_thread) as pool:
+        # every process imports torch and decodes once before the clock starts
+        list(pool.map(decode_passes, *zip(*[(images[:2], height, width, size, 1, i)
+                                             for i in range(4 * cores)], strict=True)))
+        start = time.perf_counter()
+        jobs = [pool.submit(decode_passes, images, height, width, size, passes, i)
+                for i in range(cores)]
+        done = [job.result() for job in jobs]
+        wall = time.perf_counter() - start
+    per_process = [count / seconds for count, seconds in done]
+    total = sum(count for count, _ in done) / wall
+    try:
+        import simplejpeg  # noqa: F401
+
+        decoder = "simplejpeg"
+    except ImportError:
+        decoder = "torchvision (simplejpeg not installed)"
+    return {
+        "part": "data", "cores": cores, "image": f"{width}x{height}", "view_size": size,
+        "mean_jpeg_kb": round(float(np.mean([len(b) for b in images])) / 1024, 1), "decoder": decoder,
+        "images_per_s": round(total, 1), "images_per_s_per_core": round(total / cores, 1),
+        "process_images_per_s_median": round(statistics.median(per_process), 1),
+    }

@@ -19,23 +19,19 @@ stage needs faiss (the part says "skipped" without it). Nothing here imports Ray
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import resource
 import statistics
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from typing import Any
 
-import numpy as np
 import torch
+
+from croc.bench.data import bench_kernel_all_cores
+from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
 
 # The issue's targets for the paper's setting on one GPU (docs/benchmarks.md)
 TARGETS = {
@@ -107,23 +103,6 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_gib(device: torch.device) -> float:
-    """Peak GPU memory allocated since the last reset, or the process's peak RSS on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
-
-
 # ----------------------------------------------------------------------------------------------- training step
 
 
@@ -160,35 +139,24 @@ def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: 
     for _ in range(max(settings.warmup, 1)):  # compilation happens here
         step(images, xy, it)
         it += 1
-    _sync(device)
+    sync(device)
     warmup_s = time.perf_counter() - start
-    _reset_peak(device)
+    reset_peak(device)
     window_rates = []
     for _ in range(settings.windows):
         start = time.perf_counter()
         for _ in range(settings.window_steps):
             metrics = step(images, xy, it)
             it += 1
-        _sync(device)
+        sync(device)
         window_rates.append(settings.batch * settings.window_steps / (time.perf_counter() - start))
-    peak = _peak_gib(device)
+    peak = peak_memory_gib(device)
 
-    phase_seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def timed(name: str) -> Iterator[None]:
-        _sync(device)
-        t0 = time.perf_counter()
-        yield
-        _sync(device)
-        phase_seconds[name] += time.perf_counter() - t0
-
+    timer = PhaseTimer(device)
     for _ in range(settings.window_steps):
-        metrics = step(images, xy, it, phase=timed)
+        metrics = step(images, xy, it, phase=timer)
         it += 1
-    phases = {name: round(1000 * phase_seconds[name] / settings.window_steps, 2) for name in PHASES
-              if name in phase_seconds}
-    phase_total = sum(phases.values())
+    phases = timer.ms_per_step(PHASES, settings.window_steps)
     sync_free = check_no_sync(step, images, xy, it, device)
     rate = statistics.median(window_rates)
     return {
@@ -198,75 +166,9 @@ def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: 
         "images_per_s": _significant(rate), "ms_per_step": _significant(1000 * settings.batch / rate),
         "window_images_per_s": [_significant(r) for r in window_rates],
         "phases_ms": phases,
-        "clustering_share": round(phases.get("clustering", 0.0) / phase_total, 4) if phase_total else None,
+        "clustering_share": clustering_share(phases),
         "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "warmup_s": round(warmup_s, 1),
         "final_loss": round(float(metrics["loss"]), 4),
-    }
-
-
-# ------------------------------------------------------------------------------------------------- data kernel
-
-
-def synthetic_jpegs(count: int, height: int = 480, width: int = 640) -> list[bytes]:
-    """`count` synthetic scenes of the embedded benchmark as JPEG bytes (quality 90), COCO's typical size."""
-    from PIL import Image
-
-    from croc.synthetic.render import SynthSpec, render_scene
-
-    spec = SynthSpec(seed=0, height=height, width=width)
-    out = []
-    for i in range(count):
-        buffer = io.BytesIO()
-        Image.fromarray(render_scene(i, height, width, spec).image).save(buffer, format="JPEG", quality=90)
-        out.append(buffer.getvalue())
-    return out
-
-
-def _single_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def decode_passes(images: list[bytes], height: int, width: int, size: int, passes: int, seed: int) -> tuple[int, float]:
-    """Decode `images` into two views each, `passes` times, in batches of 32 -> (images done, seconds)."""
-    from croc.data.decode_views import decode_batch
-
-    generator = torch.Generator().manual_seed(seed)
-    n = len(images)
-    ids = [str(i) for i in range(n)]
-    start = time.perf_counter()
-    for _ in range(passes):
-        for i in range(0, n, 32):
-            chunk = images[i:i + 32]
-            decode_batch(chunk, [width] * len(chunk), [height] * len(chunk), ids[i:i + 32], size, generator)
-    return passes * n, time.perf_counter() - start
-
-
-def bench_data(settings: GpuBenchSettings, height: int = 480, width: int = 640) -> dict:
-    """The decode + two-views kernel in one single-threaded process per core, all cores at once."""
-    cores = settings.data_cores or os.cpu_count() or 1
-    images = synthetic_jpegs(settings.data_images, height, width)
-    with ProcessPoolExecutor(cores, mp_context=get_context("spawn"), initializer=_single_thread) as pool:
-        # every process imports torch and decodes once before the clock starts
-        list(pool.map(decode_passes, *zip(*[(images[:2], height, width, settings.data_size, 1, i)
-                                             for i in range(4 * cores)], strict=True)))
-        start = time.perf_counter()
-        jobs = [pool.submit(decode_passes, images, height, width, settings.data_size, settings.data_passes, i)
-                for i in range(cores)]
-        done = [job.result() for job in jobs]
-        wall = time.perf_counter() - start
-    per_process = [count / seconds for count, seconds in done]
-    total = sum(count for count, _ in done) / wall
-    try:
-        import simplejpeg  # noqa: F401
-
-        decoder = "simplejpeg"
-    except ImportError:
-        decoder = "torchvision (simplejpeg not installed)"
-    return {
-        "part": "data", "cores": cores, "image": f"{width}x{height}", "view_size": settings.data_size,
-        "mean_jpeg_kb": round(float(np.mean([len(b) for b in images])) / 1024, 1), "decoder": decoder,
-        "images_per_s": round(total, 1), "images_per_s_per_core": round(total / cores, 1),
-        "process_images_per_s_median": round(statistics.median(per_process), 1),
     }
 
 
@@ -289,17 +191,18 @@ def bench_eval(settings: GpuBenchSettings, device: torch.device) -> dict:
     batches = -(-settings.eval_images // batch)
     with torch.inference_mode(), autocast:
         features(images)  # warm-up
-        _sync(device)
-        _reset_peak(device)
+        sync(device)
+        reset_peak(device)
         start = time.perf_counter()
         for _ in range(batches):
             tokens = features(images)  # [b, C, h, w]
-        _sync(device)
+        sync(device)
         extract_s = time.perf_counter() - start
     result: dict[str, Any] = {
         "part": "eval", "arch": f"{settings.arch}/{settings.patch_size}", "images": settings.eval_images,
         "size": settings.eval_size, "extract_batch": batch, "extract_s": round(extract_s, 2),
-        "extract_images_per_s": round(batches * batch / extract_s, 1), "extract_peak_gib": round(_peak_gib(device), 3),
+        "extract_images_per_s": round(batches * batch / extract_s, 1),
+        "extract_peak_gib": round(peak_memory_gib(device), 3),
     }
     grid = tuple(tokens.shape[-2:])
     mask = max(1, round(settings.eval_size * 100 / 448))  # the protocol's 100x100 masks at 448 px
@@ -316,8 +219,8 @@ def bench_eval(settings: GpuBenchSettings, device: torch.device) -> dict:
         return result
     result.update(unsup_s=round(time.perf_counter() - start, 2),
                   unsup_stages_s={k: round(v, 2) for k, v in outcome.timings.items()},
-                  unsup_peak_rss_gib=round(_peak_gib(torch.device("cpu")), 3), unsup_tokens=f"{grid[0]}x{grid[1]}",
-                  unsup_mask=f"{mask}x{mask}", unsup_seeds=settings.eval_seeds)
+                  unsup_peak_rss_gib=round(peak_memory_gib(torch.device("cpu")), 3),
+                  unsup_tokens=f"{grid[0]}x{grid[1]}", unsup_mask=f"{mask}x{mask}", unsup_seeds=settings.eval_seeds)
     return result
 
 
@@ -415,7 +318,8 @@ def run(settings: GpuBenchSettings, log: Callable[[str], None] | None = None) ->
                 _release(device)
     if "data" in settings.parts:
         log(f"[bench gpu {time.perf_counter() - start:6.1f} s] data kernel ...")
-        add(bench_data(settings))
+        cores = settings.data_cores or os.cpu_count() or 1
+        add(bench_kernel_all_cores(cores, settings.data_images, settings.data_passes, settings.data_size))
     if "eval" in settings.parts:
         log(f"[bench gpu {time.perf_counter() - start:6.1f} s] evaluation ...")
         add(bench_eval(settings, device))

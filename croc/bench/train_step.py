@@ -9,27 +9,19 @@ ends), the per-phase split from separate steps synchronised around each phase, a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
-import resource
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Iterator
 
 import torch
 
 from croc.augment import patch_centres
+from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
 from croc.clustering import ClusteringConfig
 from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
 from croc.train_step import PHASES, TrainStep
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _device_name(device: torch.device) -> str:
@@ -78,40 +70,26 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
     for _ in range(args.warmup):
         metrics = step(images, xy, it)
         it += 1
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    reset_peak(device)
     start = time.perf_counter()
     for _ in range(args.steps):
         metrics = step(images, xy, it)
         it += 1
-    _sync(device)
+    sync(device)
     elapsed = time.perf_counter() - start
 
-    phase_seconds: dict[str, float] = defaultdict(float)
-
-    @contextlib.contextmanager
-    def timed(name: str) -> Iterator[None]:
-        _sync(device)
-        t0 = time.perf_counter()
-        yield
-        _sync(device)
-        phase_seconds[name] += time.perf_counter() - t0
-
+    timer = PhaseTimer(device)
     for _ in range(args.steps):
-        metrics = step(images, xy, it, phase=timed)
+        metrics = step(images, xy, it, phase=timer)
         it += 1
 
     sync_free = check_no_sync(step, images, xy, it, device) if args.check_sync else None
     it += 1 if args.check_sync else 0
 
     ms_per_iter = 1000 * elapsed / args.steps
-    phases = {name: round(1000 * phase_seconds[name] / args.steps, 2) for name in PHASES if name in phase_seconds}
-    phase_total = sum(phases.values())
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (process RSS)
+    phases = timer.ms_per_step(PHASES, args.steps)
+    peak = peak_memory_gib(device)
     loss = float(metrics["loss"])
     return {
         "bench": "step", "method": method, "mode": "compiled" if compiled else "eager", "device": _device_name(device),
@@ -119,7 +97,7 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
         "precision": args.precision if device.type == "cuda" else "fp32", "tokens": args.tokens, "k": args.k,
         "out_dims": [args.out_dim, args.out_dim_c], "images_per_s": round(args.batch / (elapsed / args.steps), 1),
         "ms_per_iter": round(ms_per_iter, 2), "phases_ms": phases,
-        "clustering_share": round(phases.get("clustering", 0.0) / phase_total, 4) if phase_total else None,
+        "clustering_share": clustering_share(phases),
         "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "final_loss": round(loss, 4),
         "torch": torch.__version__,
     }
