@@ -51,6 +51,7 @@ class Cell:
     value: float | None = None
     std: float | None = None
     note: str = ""  # e.g. "2/3" for an average over some of the cells only
+    synthetic: bool = False  # measured on the synthetic benchmark in the dataset's layout, not on the dataset
 
     @property
     def present(self) -> bool:
@@ -72,7 +73,7 @@ def average_cell(cells: Sequence[Cell]) -> Cell:
     if not values:
         return Cell("n/a")
     note = "" if len(values) == len(cells) else f"{len(values)}/{len(cells)}"
-    return Cell("ok", sum(values) / len(values), note=note)
+    return Cell("ok", sum(values) / len(values), note=note, synthetic=any(c.synthetic for c in cells if c.present))
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,8 @@ def cell_for(subject: Subject, column: Column) -> Cell:
     if value is None:
         return Cell("missing")
     std = row_value(chosen, f"metrics.{column.std_metric}") if column.std_metric else None
-    return Cell("ok", 100 * float(value), None if std is None else 100 * float(std))
+    synthetic = chosen.get("tags.croc.eval_synthetic") == "true"
+    return Cell("ok", 100 * float(value), None if std is None else 100 * float(std), synthetic=synthetic)
 
 
 def unfinished_state(status: str) -> str:
@@ -299,8 +301,21 @@ def main_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
             row.append(average_cell(row))
         labels.append({"Method": subject.method, "Dataset": subject.dataset, "Run": subject.run})
         cells.append(row)
+    headers, note = _mark_synthetic(headers, cells)
     frame, values, errors = _frames(["Method", "Dataset", "Run"], labels, cells, headers)
-    return ComparisonTable(name, spec.title, frame, values, errors=errors)
+    return ComparisonTable(name, spec.title, frame, values, errors=errors, note=note)
+
+
+SYNTHETIC_NOTE = ("(synthetic): measured on the embedded synthetic benchmark in that dataset's layout, not on the "
+                  "dataset itself")
+
+
+def _mark_synthetic(headers: list[str], cells: list[list[Cell]]) -> tuple[list[str], str]:
+    """Headers of the columns holding a synthetic stand-in get ' (synthetic)', and the table a note saying so."""
+    marked = {i for row in cells for i, cell in enumerate(row) if cell.synthetic}
+    if not marked:
+        return headers, ""
+    return [f"{h} (synthetic)" if i in marked else h for i, h in enumerate(headers)], SYNTHETIC_NOTE
 
 
 def ablation_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
@@ -310,8 +325,9 @@ def ablation_table(name: str, subjects: Sequence[Subject]) -> ComparisonTable:
     rows = sorted(rows, key=lambda s: ablation_sort_key(spec.param, s.params[spec.param]))
     labels = [{spec.axis_name: s.params[spec.param], "Method": s.method, "Run": s.run} for s in rows]
     cells = [[cell_for(s, column) for column in ABLATION_COLUMNS] for s in rows]
-    frame, values, errors = _frames([spec.axis_name, "Method", "Run"], labels, cells,
-                                    [c.header for c in ABLATION_COLUMNS])
+    headers, synthetic_note = _mark_synthetic([c.header for c in ABLATION_COLUMNS], cells)
+    frame, values, errors = _frames([spec.axis_name, "Method", "Run"], labels, cells, headers)
+    note = " ".join(n for n in (note, synthetic_note) if n)
     return ComparisonTable(name, spec.title, frame, values, axis=[s.params[spec.param] for s in rows],
                            axis_name=spec.axis_name, note=note, errors=errors)
 

@@ -48,8 +48,20 @@ def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir
     slug = label_folder(label)
     return [EvalRequest(task=task, label=label, evaluation=evaluation, roots=roots,
                         out_dir=str(out_dir / slug / task.replace(":", "_")), tracking_uri=cfg.tracking.tracking_uri,
-                        experiment=cfg.tracking.experiment or cfg.name, tags=dict(tags),
+                        experiment=cfg.tracking.experiment or cfg.name,
+                        tags={**tags, "croc.eval_synthetic": str(on_synthetic_stand_in(cfg, task)).lower()},
                         parent_run_id=parent_run_id) for task in tasks]
+
+
+def on_synthetic_stand_in(cfg: PretrainConfig, task: str) -> bool:
+    """True when `task` reads the synthetic benchmark in its dataset's layout rather than the dataset itself (the
+    dataset's root unset and evaluation.datasets.synthetic on)."""
+    from croc.eval.tasks import SEGMENTATION_SETS
+
+    kind, _, dataset = task.partition(":")
+    key = "davis" if kind == "davis" else SEGMENTATION_SETS[dataset][3]
+    datasets = cfg.evaluation.datasets
+    return bool(datasets.synthetic) and key != "ade20k" and not getattr(datasets, key)
 
 
 def baseline_label(spec: str) -> str:

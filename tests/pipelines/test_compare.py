@@ -291,3 +291,31 @@ def test_the_bar_chart_draws_the_std_as_error_bars(runs: pd.DataFrame) -> None:
     bars_with_errors = [c for c in figure.axes[0].containers if getattr(c, "errorbar", None) is not None]
     plt.close(figure)
     assert bars_with_errors  # one error-bar set per run that has a std
+
+
+def test_a_column_measured_on_the_synthetic_stand_in_says_so(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    run = s.pretrain("croc-s", "croc")
+    voc = s.evaluation(run, "linear", "voc", linear(0.30))
+    things = s.evaluation(run, "linear", "coco_things", linear(0.20))
+    s.client.set_tag(voc, "croc.eval_synthetic", "true")  # as the evaluation task tags it
+    s.client.set_tag(things, "croc.eval_synthetic", "false")
+    (built,) = compare_runs(load_runs(s.uri, EXPERIMENT), EXPERIMENT, None, ["linear"]).tables
+    columns = list(built.frame.columns)
+    assert "PVOC12 (synthetic)" in columns and "COCO-Things" in columns  # the real dataset's column unmarked
+    assert "Average (synthetic)" in columns  # an average over a synthetic cell
+    assert "synthetic benchmark" in built.note
+    assert row_of(built.frame, "croc-s")["PVOC12 (synthetic)"] == "30.0"
+
+
+def test_evaluation_requests_tag_the_synthetic_stand_in(tmp_path: Path) -> None:
+    from pipelines.config import load_config
+    from pipelines.evaluate.requests import on_synthetic_stand_in
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "experiments/synthetic/smoke.yaml", [f"evaluation.datasets.coco={tmp_path}"])
+    assert cfg.evaluation.datasets.synthetic
+    assert on_synthetic_stand_in(cfg, "linear:voc") and on_synthetic_stand_in(cfg, "davis")
+    assert not on_synthetic_stand_in(cfg, "unsup:coco_things")  # its root is given: the real dataset
+    paper = load_config(root / "experiments/paper/coco.yaml")
+    assert not on_synthetic_stand_in(paper, "linear:voc")

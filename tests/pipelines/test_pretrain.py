@@ -88,6 +88,7 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
         for r in runs:
             assert r.info.status == "FINISHED", (r.info.run_name, r.data.tags.get("croc.error"))
             assert r.data.tags["croc.method"] == method
+            assert r.data.tags["croc.eval_synthetic"] == "true"  # the demo's datasets are the synthetic stand-ins
             assert 0.0 <= r.data.metrics[headline[r.data.tags["croc.task"]]] <= 1.0
             artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
             table = "per_object.csv" if r.data.tags["croc.task"] == "davis" else "per_class_iou.csv"
