@@ -123,17 +123,11 @@ def _significant(value: float, digits: int = 4) -> float:
 
 def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: torch.device) -> dict:
     """One (method, mode): median images/s over timed windows, phase split, peak memory, no-sync check."""
-    from croc.bench.train_step import bench_config, check_no_sync, synthetic_inputs
-    from croc.model import CrOC
-    from croc.train_step import PHASES, TrainStep
+    from croc.bench.train_step import bench_step as build_step
+    from croc.bench.train_step import check_no_sync
+    from croc.train_step import PHASES
 
-    torch.manual_seed(0)
-    config, total = bench_config(_step_args(settings), method)
-    model = CrOC(config).to(device)
-    if compiled:
-        model.compile_passes()
-    step = TrainStep(model, config, steps_per_epoch=total, device=device)
-    images, xy = synthetic_inputs(settings.batch, settings.image_size, settings.patch_size, device)
+    step, images, xy = build_step(_step_args(settings), method, compiled, device)
     it = 0
     start = time.perf_counter()
     for _ in range(max(settings.warmup, 1)):  # compilation happens here

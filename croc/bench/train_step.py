@@ -57,7 +57,9 @@ def synthetic_inputs(batch: int, size: int, patch: int, device: torch.device) ->
     return images.to(device), xy.to(device)
 
 
-def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch.device) -> dict:
+def bench_step(args: argparse.Namespace, method: str, compiled: bool,
+               device: torch.device) -> tuple[TrainStep, torch.Tensor, torch.Tensor]:
+    """The step to time (seeded model, compiled when asked) and its synthetic inputs (views, patch centres)."""
     torch.manual_seed(0)
     config, total = bench_config(args, method)
     model = CrOC(config).to(device)
@@ -65,6 +67,11 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
         model.compile_passes()
     step = TrainStep(model, config, steps_per_epoch=total, device=device)
     images, xy = synthetic_inputs(args.batch, args.image_size, args.patch_size, device)
+    return step, images, xy
+
+
+def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch.device) -> dict:
+    step, images, xy = bench_step(args, method, compiled, device)
 
     it = 0
     for _ in range(args.warmup):
