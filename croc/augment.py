@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from croc.augment_settings import BLUR_SIGMA, GLOBAL_SCALE, Photometric
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GLOBAL_SCALE = (0.25, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
-BLUR_SIGMA = (0.1, 2.0)
 BLUR_KERNEL = 2 * math.ceil(3 * BLUR_SIGMA[1]) + 1  # 13, enough for sigma 2.0
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
@@ -224,49 +223,6 @@ def _uniform(shape, lo: float, hi: float, generator: torch.Generator | None, dev
     """Uniform draws on the generator's device, moved to `device` (no sync)."""
     gen_device = generator.device if generator is not None else device
     return (lo + (hi - lo) * torch.rand(shape, generator=generator, device=gen_device)).to(device)
-
-
-@dataclass(frozen=True)
-class Photometric:
-    """Strengths and probabilities of the photometric stage; the defaults are DINO's (and the authors').
-
-    Views 1 and 2 differ in blur and solarisation probabilities (index 0 / 1 of the pairs). The blur sigma range
-    is in pixels of the view: DINO's (0.1, 2.0) is meant for 224 px views, so smaller views (the synthetic
-    benchmark's 96 px) scale it with the view size, or blur would erase textures a 224 px view keeps.
-    """
-
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1  # at most 0.5 (a full turn of the hue circle is +-0.5)
-    grayscale_p: float = 0.2
-    blur_sigma: tuple[float, float] = BLUR_SIGMA
-    blur_p: tuple[float, float] = (1.0, 0.1)
-    solarize_p: tuple[float, float] = (0.0, 0.2)
-
-    def __post_init__(self) -> None:
-        for name in ("blur_sigma", "blur_p", "solarize_p"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        checks = {
-            "jitter_p, grayscale_p, blur_p and solarize_p in [0, 1]": all(
-                0 <= p <= 1 for p in (self.jitter_p, self.grayscale_p, *self.blur_p, *self.solarize_p)),
-            "brightness, contrast, saturation in [0, 1)": all(
-                0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)),
-            "0 <= hue <= 0.5": 0 <= self.hue <= 0.5,
-            f"0 < blur_sigma[0] <= blur_sigma[1] <= {BLUR_SIGMA[1]} (the kernel's reach)": len(self.blur_sigma) == 2
-            and 0 < self.blur_sigma[0] <= self.blur_sigma[1] <= BLUR_SIGMA[1],
-            "two values each for blur_p and solarize_p": len(self.blur_p) == len(self.solarize_p) == 2,
-        }
-        bad = [rule for rule, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"photometric augmentation: needs {'; '.join(bad)} (got {self})")
-
-    def scaled_blur(self, view_size: int, reference: int = 224) -> Photometric:
-        """The same settings with the blur sigma range scaled from `reference` px views to `view_size` px."""
-        lo, hi = self.blur_sigma
-        factor = min(1.0, view_size / reference)
-        return replace(self, blur_sigma=(lo * factor, hi * factor))
 
 
 DINO_PHOTOMETRIC = Photometric()

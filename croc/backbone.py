@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from croc.errors import InputError
+from croc.registry import ARCHITECTURES, PATCH_SIZES, QKV_INDEX
 
-ARCHS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224", "vit_base": "vit_base_patch16_224"}
-QKV_INDEX = {"queries": 0, "keys": 1, "values": 2}
+__all__ = ["ARCHS", "QKV_INDEX", "BackboneOutput", "backbone_forward", "create_backbone"]
+
+ARCHS = ARCHITECTURES  # model.arch -> timm model name (croc/registry.py)
 
 
 class BackboneOutput(NamedTuple):
@@ -34,8 +36,8 @@ def create_backbone(arch: str = "vit_small", patch_size: int = 16, drop_path_rat
     """
     if arch not in ARCHS:
         raise InputError(f"model.arch={arch!r}: allowed {sorted(ARCHS)}")
-    if patch_size not in (8, 16):
-        raise InputError(f"model.patch_size={patch_size}: allowed 8 or 16")
+    if patch_size not in PATCH_SIZES:
+        raise InputError(f"model.patch_size={patch_size}: allowed {' or '.join(map(str, PATCH_SIZES))}")
     if not 0.0 <= drop_path_rate < 1.0:
         raise InputError(f"model.drop_path_rate={drop_path_rate}: must lie in [0, 1)")
     return timm.create_model(ARCHS[arch], pretrained=False, num_classes=0, patch_size=patch_size, img_size=img_size,

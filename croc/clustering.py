@@ -14,41 +14,15 @@ Shapes: B images, H heads, Q = B * H problems (q = b * H + h), N patches per vie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from croc.config import ClusteringConfig
 from croc.errors import InputError
 
 TINY = 1e-12
-
-
-@dataclass(frozen=True)
-class ClusteringConfig:
-    n_init: int = 12  # K, centroids sampled at the start
-    n_centroids_max: int = 4  # candidates for the final count are k = 2 .. n_centroids_max
-    lambda_pos: float = 4.0  # weight of the positional cost
-    sinkhorn_weight: float = 20.0  # entropic regularisation: P = exp(-weight * M)
-    sinkhorn_iterations: int = 5
-    temp_r: float = 2.0  # temperature of the token marginal softmax
-    temp_c: float = 2.0  # temperature of the initial centroid marginal softmax
-    cost_normalization: str = "problem"  # "problem" (default) or "batch" (the authors' batch-wide min-max)
-
-    def __post_init__(self) -> None:
-        if self.n_init < 2:
-            raise InputError(f"clustering.n_init={self.n_init}: need at least 2 initial centroids")
-        if not 2 <= self.n_centroids_max <= self.n_init:
-            raise InputError(
-                f"clustering.n_centroids_max={self.n_centroids_max}: must lie in [2, n_init={self.n_init}]"
-            )
-        if self.cost_normalization not in ("problem", "batch"):
-            raise InputError(
-                f"clustering.cost_normalization={self.cost_normalization!r}: allowed 'problem' or 'batch'"
-            )
-        if self.sinkhorn_iterations < 1:
-            raise InputError(f"clustering.sinkhorn_iterations={self.sinkhorn_iterations}: must be >= 1")
 
 
 class Clusters(NamedTuple):

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import torch
 
 from croc.errors import InputError
+from croc.registry import CLIP_GRAD_MODES
 
-CLIP_GRAD_MODES = ("per_parameter", "global_norm")
 EPS = 1e-6  # DINO's: coef = max_norm / (norm + 1e-6)
 
 

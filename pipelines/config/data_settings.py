@@ -1,10 +1,11 @@
-"""The Ray Data pipeline's settings (plain values, built from the config by `PretrainConfig.data_settings`)."""
+"""The Ray Data pipeline's settings (plain values, built from the config by `PretrainConfig.data_settings`); the
+defaults here are the `data` section's defaults too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from croc.augment import GLOBAL_SCALE
+from croc.augment_settings import GLOBAL_SCALE
 
 
 @dataclass(frozen=True)

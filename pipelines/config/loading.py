@@ -91,7 +91,10 @@ def _problem_lines(error: ValidationError, overridden: list[str]) -> list[str]:
         key = _dotted(loc)
         if kind == "config_rule":
             line = item["msg"]
-        elif kind == "extra_forbidden":
+        elif kind == "setting":  # a check of a croc settings dataclass, on the field it names
+            key = _dotted((*loc, item["ctx"]["key"]))
+            line = f"{key}: {item['ctx']['rule']} (got {_show(item['ctx']['value'])})"
+        elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
             line = f"{key}: unknown key; {_allowed_keys(loc[:-1])} (got {_show(item['input'])})"
         elif kind == "missing":
             line = f"{key}: required" + (" (set it in the file or as an override name=...)" if key == "name" else "")

@@ -88,7 +88,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 tracker.replay(folder)
         step, _ = restore_training_state(state, model=model, optimizer=step_fn.optimizer, scaler=step_fn.scaler)
     torch.manual_seed(cfg.seed * 1000 + rank + 7919 * step)  # per worker, per resumption: fresh augmentation draws
-    if train_config.compile:
+    if train_config.optim.compile:
         model.compile_passes()
 
     collapse = CollapseMonitor.for_training(train_config, steps_per_epoch) if rank == 0 else None

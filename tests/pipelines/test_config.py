@@ -262,10 +262,10 @@ def test_to_train_config_carries_every_value():
     cfg = load_config(PAPER / "imagenet.yaml", ["optim.compile=true", "clustering.cost_normalization=batch",
                                                 "method.dense_weight=0.5", "data.image_size=160"])
     train = cfg.to_train_config()
-    assert train.image_size == 160 and train.compile is True
+    assert train.image_size == 160 and train.optim.compile is True
     assert isinstance(train.model, ModelConfig) and dataclasses.asdict(train.model) == cfg.model.model_dump()
     assert isinstance(train.optim, OptimConfig)
-    assert dataclasses.asdict(train.optim) == cfg.optim.model_dump(exclude={"compile"})
+    assert dataclasses.asdict(train.optim) == cfg.optim.model_dump()
     assert isinstance(train.method, MethodConfig) and isinstance(train.method.clustering, ClusteringConfig)
     assert dataclasses.asdict(train.method.clustering) == cfg.clustering.model_dump()
     method = dataclasses.asdict(train.method)
