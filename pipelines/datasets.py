@@ -13,7 +13,8 @@ from rich.console import Console
 from croc.data.pretrain_images import list_pretrain_images
 from croc.data.shards import load_manifest, write_shards
 from croc.errors import InputError
-from croc.synthetic.benchmark import VERSION, SynthSpec, generate_benchmark
+from croc.eval.registry import SYNTHETIC_ROOTS
+from croc.synthetic.benchmark import VERSION, generate_benchmark
 from pipelines.config import PretrainConfig
 
 
@@ -43,8 +44,7 @@ def ensure_synthetic_benchmark(cfg: PretrainConfig) -> Path:
                          f"job's temporary copy of the working directory ({out}), where it is lost when the job "
                          "ends: set data.synthetic.out_dir to a folder the cluster keeps, e.g. "
                          "data.synthetic.out_dir=/shared/data/croc-synthetic")
-    generate_benchmark(out, SynthSpec(seed=synth.seed, coco_train=synth.train_images, height=synth.height,
-                                      width=synth.width))
+    generate_benchmark(out, synth.spec())
     return out
 
 
@@ -82,6 +82,6 @@ def dataset_roots(cfg: PretrainConfig) -> dict[str, str | None]:
     roots = cfg.evaluation.datasets.model_dump(exclude={"synthetic"})
     if cfg.evaluation.datasets.synthetic:
         out = ensure_synthetic_benchmark(cfg)
-        for key in ("voc", "coco", "davis"):
+        for key in SYNTHETIC_ROOTS:
             roots[key] = roots[key] or str(out / key)
     return roots

@@ -32,6 +32,9 @@ import torch
 
 from croc.bench.data import bench_kernel_all_cores
 from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
+from croc.bench.train_step import MODES
+from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
+from croc.registry import METHODS
 
 # The targets for the paper's setting on one GPU (docs/benchmarks.md)
 TARGETS = {
@@ -49,19 +52,19 @@ class GpuBenchSettings:
 
     device: str = "auto"
     # training step
-    methods: tuple[str, ...] = ("croc", "dino")
-    modes: tuple[str, ...] = ("eager", "compiled")
-    arch: str = "vit_small"
-    patch_size: int = 16
+    methods: tuple[str, ...] = METHODS
+    modes: tuple[str, ...] = MODES
+    arch: str = ModelConfig.arch  # the method's settings: the paper's defaults (croc/config.py)
+    patch_size: int = ModelConfig.patch_size
     batch: int = 128
-    image_size: int = 224
-    out_dim: int = 65536
-    out_dim_c: int = 8192
-    k: int = 12
-    n_centroids_max: int = 4
-    lambda_pos: float = 4.0
-    tokens: str = "values"
-    precision: str = "bf16"
+    image_size: int = TrainConfig.image_size
+    out_dim: int = ModelConfig.out_dim
+    out_dim_c: int = ModelConfig.out_dim_c
+    k: int = ClusteringConfig.n_init
+    n_centroids_max: int = ClusteringConfig.n_centroids_max
+    lambda_pos: float = ClusteringConfig.lambda_pos
+    tokens: str = MethodConfig.tokens
+    precision: str = OptimConfig.precision
     warmup: int = 5
     windows: int = 5
     window_steps: int = 10
@@ -325,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = GpuBenchSettings()
     parser.add_argument("--out", help="also write the JSON object to this file")
     parser.add_argument("--parts", nargs="+", default=list(defaults.parts), choices=["step", "data", "eval"])
-    parser.add_argument("--methods", nargs="+", default=list(defaults.methods), choices=["croc", "dino"])
-    parser.add_argument("--modes", nargs="+", default=list(defaults.modes), choices=["eager", "compiled"])
+    parser.add_argument("--methods", nargs="+", default=list(defaults.methods), choices=METHODS)
+    parser.add_argument("--modes", nargs="+", default=list(defaults.modes), choices=MODES)
     for name, value in asdict(defaults).items():
         if name in ("parts", "methods", "modes"):
             continue

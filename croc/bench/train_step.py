@@ -18,10 +18,12 @@ import torch
 
 from croc.augment import patch_centres
 from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
-from croc.clustering import ClusteringConfig
-from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
+from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
+from croc.registry import ARCHITECTURES, METHODS, PATCH_SIZES, PRECISIONS, TOKENS
 from croc.train_step import PHASES, TrainStep
+
+MODES = ("eager", "compiled")  # torch.compile off / on
 
 
 def _device_name(device: torch.device) -> str:
@@ -129,19 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m croc.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="bench", required=True)
     step = sub.add_parser("step", help="time the training step")
-    step.add_argument("--methods", nargs="+", default=["croc"], choices=["croc", "dino"])
-    step.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compiled"])
-    step.add_argument("--arch", default="vit_small", choices=["vit_tiny", "vit_small", "vit_base"])
-    step.add_argument("--patch-size", type=int, default=16, choices=[8, 16])
-    step.add_argument("--batch", type=int, default=128)
-    step.add_argument("--image-size", type=int, default=224)
-    step.add_argument("--out-dim", type=int, default=65536)
-    step.add_argument("--out-dim-c", type=int, default=8192)
-    step.add_argument("--tokens", default="values", choices=["queries", "keys", "values", "last"])
-    step.add_argument("--k", type=int, default=12)
-    step.add_argument("--n-centroids-max", type=int, default=4)
-    step.add_argument("--lambda-pos", type=float, default=4.0)
-    step.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    # the method's settings default to the paper's (croc/config.py) and choose from croc/registry.py
+    model, method, clustering, optim = ModelConfig(), MethodConfig(), ClusteringConfig(), OptimConfig()
+    step.add_argument("--methods", nargs="+", default=[method.method], choices=METHODS)
+    step.add_argument("--modes", nargs="+", default=["eager"], choices=MODES)
+    step.add_argument("--arch", default=model.arch, choices=tuple(ARCHITECTURES))
+    step.add_argument("--patch-size", type=int, default=model.patch_size, choices=PATCH_SIZES)
+    step.add_argument("--batch", type=int, default=128, help="images per step (the GPU targets' batch)")
+    step.add_argument("--image-size", type=int, default=TrainConfig().image_size)
+    step.add_argument("--out-dim", type=int, default=model.out_dim)
+    step.add_argument("--out-dim-c", type=int, default=model.out_dim_c)
+    step.add_argument("--tokens", default=method.tokens, choices=TOKENS)
+    step.add_argument("--k", type=int, default=clustering.n_init)
+    step.add_argument("--n-centroids-max", type=int, default=clustering.n_centroids_max)
+    step.add_argument("--lambda-pos", type=float, default=clustering.lambda_pos)
+    step.add_argument("--precision", default=optim.precision, choices=PRECISIONS)
     step.add_argument("--steps", type=int, default=20, help="timed steps (and as many phase-timed steps)")
     step.add_argument("--warmup", type=int, default=5)
     step.add_argument("--check-sync", action="store_true", help="prove one step runs without host sync (CUDA)")

@@ -31,10 +31,12 @@ from croc.checkpoint import load_failure_reason
 from croc.errors import InputError
 from croc.eval.patch_statistics import KINDS as STATISTICS
 from croc.eval.patch_statistics import PatchStatistics
+from croc.eval.registry import NETWORKS
 
 EMBED_DIM_TO_ARCH = {192: "vit_tiny", 384: "vit_small", 768: "vit_base"}
 PREFIXES = {"teacher": ("backbone.", "module.backbone.", "teacher.backbone."),
             "student": ("module.backbone.", "backbone.", "student.backbone.")}
+assert tuple(PREFIXES) == NETWORKS  # one set of prefixes per network of croc/eval/registry.py
 DROPPED_PREFIXES = ("head.", "fc_norm.", "head_drop.")
 
 
@@ -138,7 +140,7 @@ def _statistics(spec: str) -> FrozenBackbone:
 def load_backbone(spec: str | os.PathLike, which: str = "teacher") -> FrozenBackbone:
     """See the module docstring for the accepted `spec`s; `which` picks teacher (default) or student."""
     if which not in PREFIXES:
-        raise InputError(f"which={which!r}: allowed teacher, student")
+        raise InputError(f"which={which!r}: allowed {', '.join(NETWORKS)}")
     text = str(spec)
     if text.startswith("random:"):
         return _random(text)

@@ -25,6 +25,7 @@ from croc.backbone import create_backbone
 from croc.eval.features import DenseFeatures
 from croc.eval.propagation import neighborhood_mask, propagate_frame
 from croc.eval.unsupervised import UnsupervisedConfig, evaluate_tokens
+from croc.registry import ARCHITECTURES
 
 
 def _sync(device: torch.device) -> None:
@@ -92,7 +93,7 @@ def bench_davis(model: torch.nn.Module, device: torch.device, repeats: int) -> d
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m croc.eval.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="vit_small", choices=("vit_tiny", "vit_small", "vit_base"))
+    parser.add_argument("--arch", default="vit_small", choices=tuple(ARCHITECTURES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--parts", nargs="+", default=["extract", "unsup", "davis"],
                         choices=("extract", "unsup", "davis"))

@@ -19,9 +19,19 @@ import numpy as np
 import torch
 
 from croc.errors import InputError
+from croc.eval.registry import CLASS_RULES  # which classes mIoU averages over
+
+__all__ = [
+    "CLASS_RULES",
+    "IOU_EPS",
+    "ConfusionMatrix",
+    "check_class_rule",
+    "check_range",
+    "to_int_array",
+    "valid_pixels",
+]
 
 IOU_EPS = 1e-8
-CLASS_RULES = ("all", "present")  # which classes mIoU averages over
 
 
 def to_int_array(x: Any, name: str) -> np.ndarray:

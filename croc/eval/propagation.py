@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,42 +33,12 @@ import torch.nn.functional as F
 
 from croc.errors import InputError
 from croc.eval.features import DINO_VIDEO_STD, normalize_images
+from croc.eval.settings import PropagationConfig
 
 VOID = 255
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]  # normalised [B, 3, H, W] -> [B, C, H/p, W/p]; .patch_size
 FrameSource = torch.Tensor | Callable[[], torch.Tensor]  # uint8 [3, H, W], or a function that loads it
-
-
-@dataclass(frozen=True)
-class PropagationConfig:
-    """Every constant of the DAVIS label propagation protocol (defaults: DINO's)."""
-
-    short_side: int = 480  # frames resized to this short side ...
-    size_multiple: int = 64  # ... and the long side rounded down to a multiple of this
-    last_n: int = 1  # feature blocks (DenseFeatures(vit, last_n))
-    temperature: float = 0.1  # affinity = exp(cosine / temperature)
-    n_last_frames: int = 7  # most recent frames used as context, besides the first
-    neighborhood: int = 12  # sources at most this many patches away in both axes; 0 = no restriction
-    topk: int = 5  # sources kept per target token, jointly over all context frames
-    upsample: int | None = None  # bilinear upsampling factor of the soft labels; None = the patch size, as DINO
-    max_videos: int | None = None  # the first videos of the split only (smoke runs)
-
-    def __post_init__(self) -> None:
-        checks = {
-            "short_side >= 1": self.short_side >= 1,
-            "size_multiple >= 1": self.size_multiple >= 1,
-            "last_n >= 1": self.last_n >= 1,
-            "temperature > 0": self.temperature > 0,
-            "n_last_frames >= 0": self.n_last_frames >= 0,
-            "neighborhood >= 0": self.neighborhood >= 0,
-            "topk >= 1": self.topk >= 1,
-            "upsample is None or >= 1": self.upsample is None or self.upsample >= 1,
-            "max_videos is None or >= 1": self.max_videos is None or self.max_videos >= 1,
-        }
-        bad = [rule for rule, ok in checks.items() if not ok]
-        if bad:
-            raise InputError(f"invalid PropagationConfig: needs {'; '.join(bad)} (got {self})")
 
 
 # ---------------------------------------------------------------------------------------------- frame sizing

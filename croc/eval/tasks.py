@@ -18,6 +18,7 @@ import torch
 from croc.data.davis import Davis2017
 from croc.data.segmentation import ADE20K, CocoStuff, CocoThings, PascalVOC, SegmentationDataset
 from croc.errors import InputError
+from croc.eval import registry
 from croc.eval.backbones import FrozenBackbone
 from croc.eval.davis_propagation import run_davis
 from croc.eval.features import DenseFeatures
@@ -25,31 +26,19 @@ from croc.eval.linear_probe import LinearProbeConfig, run_linear_probe
 from croc.eval.patch_statistics import PatchStatistics
 from croc.eval.pictures import segmentation_rows, video_strip
 from croc.eval.propagation import PropagationConfig
+from croc.eval.registry import HEADLINE, KINDS, parse_task
+from croc.eval.settings import EvalProtocol
 from croc.eval.unsupervised import UnsupervisedConfig, run_unsupervised
 
+__all__ = ["HEADLINE", "KINDS", "READERS", "SEGMENTATION_SETS", "EvalOutcome", "EvalProtocol", "LinearProbeConfig",
+           "PropagationConfig", "UnsupervisedConfig", "parse_task", "root_of", "run_task"]
+
 Progress = Callable[[str, int, int], None]
-# dataset name -> (reader, train split, val split, key of its root)
+READERS: dict[str, type[SegmentationDataset]] = {"voc": PascalVOC, "coco_things": CocoThings,
+                                                 "coco_stuff": CocoStuff, "ade20k": ADE20K}
+# dataset name -> (reader, train split, val split, key of its root); names, splits and keys: croc/eval/registry.py
 SEGMENTATION_SETS: dict[str, tuple[type[SegmentationDataset], str, str, str]] = {
-    "voc": (PascalVOC, "trainaug", "val", "voc"),
-    "coco_things": (CocoThings, "train", "val", "coco"),
-    "coco_stuff": (CocoStuff, "train", "val", "coco"),
-    "ade20k": (ADE20K, "training", "validation", "ade20k"),
-}
-KINDS = ("linear", "unsup", "davis")
-HEADLINE = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}
-
-
-@dataclass(frozen=True)
-class EvalProtocol:
-    """The constants of the three protocols (docs/evaluation.md); linear epochs differ per dataset."""
-
-    linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
-    linear_epochs: Mapping[str, int] = field(default_factory=lambda: {"voc": 45, "coco_things": 10, "coco_stuff": 10})
-    ade20k: LinearProbeConfig = field(default_factory=lambda: LinearProbeConfig(
-        iterations=40_000, crop_size=512, lrs=(3e-4, 1e-3, 3e-3), eval_every=4000))
-    unsup: UnsupervisedConfig = field(default_factory=UnsupervisedConfig)
-    davis: PropagationConfig = field(default_factory=PropagationConfig)
-    davis_split: str = "val"
+    name: (READERS[name], *entry) for name, entry in registry.SEGMENTATION_SETS.items()}
 
 
 @dataclass
@@ -64,18 +53,6 @@ class EvalOutcome:
     @property
     def headline(self) -> float:
         return self.metrics[HEADLINE[parse_task(self.task)[0]]]
-
-
-def parse_task(task: str) -> tuple[str, str]:
-    """'linear:voc' -> ('linear', 'voc'); 'davis' -> ('davis', 'davis'); anything else is an error."""
-    kind, _, dataset = task.partition(":")
-    if kind == "davis" and not dataset:
-        return "davis", "davis"
-    allowed = {"linear": tuple(SEGMENTATION_SETS), "unsup": ("voc", "coco_things", "coco_stuff")}
-    if kind not in allowed or dataset not in allowed[kind]:
-        names = [f"{k}:{d}" for k, ds in allowed.items() for d in ds] + ["davis"]
-        raise InputError(f"unknown evaluation task {task!r}; allowed: {', '.join(names)}")
-    return kind, dataset
 
 
 def root_of(roots: Mapping[str, str | None], key: str, task: str) -> str:
@@ -94,10 +71,7 @@ def run_linear(task: str, dataset: str, features_of: Callable[[int], DenseFeatur
     reader, train_split, val_split, key = SEGMENTATION_SETS[dataset]
     root = root_of(roots, key, task)
     train_set, val_set = reader(root, train_split), reader(root, val_split)
-    if dataset == "ade20k":
-        config = protocol.ade20k
-    else:
-        config = replace(protocol.linear, epochs=int(protocol.linear_epochs.get(dataset, protocol.linear.epochs)))
+    config = protocol.linear_probe(dataset)
     result = run_linear_probe(features_of(config.last_n), train_set, val_set, config, device, progress)
     metrics = {"miou_best": result.miou_best, "miou_last": result.miou_last, "best_epoch": float(result.best_epoch),
                "lr": float(result.lr)}
@@ -137,7 +111,7 @@ def run_unsup(task: str, dataset: str, features_of: Callable[[int], DenseFeature
 def run_davis_task(task: str, features_of: Callable[[int], DenseFeatures], protocol: EvalProtocol,
                    roots: Mapping[str, str | None], out_dir: Path, device: str | torch.device,
                    progress: Progress | None, pictures: int) -> EvalOutcome:
-    root = root_of(roots, "davis", task)
+    root = root_of(roots, registry.DAVIS, task)
     config = protocol.davis
     predictions = out_dir / "davis_predictions"
     def video_progress(done: int, total: int, video: str) -> None:

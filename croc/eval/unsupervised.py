@@ -52,7 +52,7 @@ from croc.eval.feature_stats import (
 )
 from croc.eval.features import normalize_images
 from croc.eval.matching import ClusterClassCounts
-from croc.eval.miou import check_class_rule
+from croc.eval.settings import UnsupervisedConfig
 
 __all__ = [
     "StandardisedPCA",
@@ -78,49 +78,6 @@ Progress = Callable[[str, int, int], None]
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class UnsupervisedConfig:
-    image_size: int = 448  # images resized to image_size x image_size (bicubic)
-    mask_size: int = 100  # labels and predictions at mask_size x mask_size
-    last_n: int = 1  # features of the last n blocks
-    pca_dim: int = 50
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # one full K-Means clustering per seed
-    iterations: int = 100  # Lloyd iterations per K-Means run
-    restarts: int = 5  # K-Means runs per seed, the lowest inertia kept
-    max_points_per_centroid: int = 256  # K-Means training sample = this * K vectors (faiss's default subsampling)
-    max_pca_vectors: int = 2_000_000  # PCA fitted on at most this many vectors
-    cluster_tokens: bool = False  # cluster the h x w tokens and upsample the cluster map (cheaper)
-    batch_size: int = 16  # images per batch, feature pass and streaming passes
-    max_images: int | None = None  # None: every image of the split
-    n_examples: int = 4  # example predictions kept (seed 0)
-    sample_seed: int = 0  # seed of the PCA subsample
-    classes: str = "all"  # "all": K = every class, absent ones count 0; "present": K = classes present in the split
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seeds, list):
-            object.__setattr__(self, "seeds", tuple(self.seeds))
-        positive = ("image_size", "mask_size", "last_n", "pca_dim", "iterations", "restarts",
-                    "max_points_per_centroid", "max_pca_vectors", "batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise InputError(f"unsupervised.{name}={value!r}: must be a positive integer")
-        for name in ("n_examples", "sample_seed"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise InputError(f"unsupervised.{name}={value!r}: must be an integer >= 0")
-        if self.max_images is not None and (not _is_int(self.max_images) or self.max_images < 1):
-            raise InputError(f"unsupervised.max_images={self.max_images!r}: must be None or a positive integer")
-        if not isinstance(self.seeds, tuple) or not self.seeds or not all(
-                _is_int(s) and 0 <= s < 2**31 for s in self.seeds):
-            raise InputError(f"unsupervised.seeds={self.seeds!r}: must be a non-empty tuple of integers in [0, 2^31)")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise InputError(f"unsupervised.seeds={self.seeds!r}: seeds must be distinct")
-        check_class_rule(self.classes, "unsupervised.classes")
-        if not isinstance(self.cluster_tokens, bool):
-            raise InputError(f"unsupervised.cluster_tokens={self.cluster_tokens!r}: must be True or False")
 
 
 @dataclass

@@ -43,8 +43,7 @@ def timed_steps(cfg: PretrainConfig, shard: Any, shard_dir: str, warmup: int, st
 def _worker(config: dict) -> None:
     import ray.train
 
-    cfg = PretrainConfig.model_validate(config["config"])
-    rate = timed_steps(cfg, ray.train.get_dataset_shard("train"), config["shard_dir"], config["warmup"],
+    rate = timed_steps(config["config"], ray.train.get_dataset_shard("train"), config["shard_dir"], config["warmup"],
                        config["steps"])
     Path(config["out"]).write_text(json.dumps({"images_per_s": rate, "threads": torch.get_num_threads()}))
 
@@ -70,7 +69,7 @@ def run_train_bench(cfg: PretrainConfig, warmup: int, steps: int) -> dict:
     plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), 1, False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rate.json"
-        TorchTrainer(_worker, train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir,
+        TorchTrainer(_worker, train_loop_config={"config": cfg, "shard_dir": shard_dir,
                                                  "warmup": warmup, "steps": steps, "out": str(out)},
                      scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": plan.cpus_per_worker}),
                      run_config=RunConfig(name=f"bench-train-{time.time_ns()}", storage_path=tmp),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from croc.registry import METHODS
 from pipelines.cli.bench import bench_app
 from pipelines.cli.compare import compare
 from pipelines.cli.data import data_app
@@ -46,12 +47,12 @@ def main_options(
 def demo(
     smoke: bool = typer.Option(False, "--smoke", help="the short variant (CI runs it)"),
     in_process: bool = typer.Option(False, "--in-process", help="no Ray, no MLflow: the method alone, on the CPU"),
-    method: str = typer.Option("croc", help="croc or dino"),
+    method: str = typer.Option(METHODS[0], help=" or ".join(METHODS)),
 ) -> None:
     """The embedded default: generate the synthetic benchmark, pre-train on a local Ray, evaluate (linear, K-Means,
     DAVIS propagation) beside a randomly initialised backbone, track everything in a local MLflow store."""
-    if method not in ("croc", "dino"):
-        raise typer.BadParameter(f"--method {method!r}: allowed croc, dino")
+    if method not in METHODS:
+        raise typer.BadParameter(f"--method {method!r}: allowed {', '.join(METHODS)}")
     if in_process:
         from pipelines.cli.demo import DemoSettings, run_demo
 

@@ -17,9 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from croc.batch import prepare_batch, views_of_images
-from croc.clustering import ClusteringConfig
 from croc.collapse import CollapseMonitor
-from croc.config import MethodConfig, ModelConfig, OptimConfig, TrainConfig
+from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
 from croc.synthetic.scenes import synthetic_scene
 from croc.train_step import TrainStep
@@ -46,9 +45,8 @@ def demo_config(s: DemoSettings) -> TrainConfig:
     steps_per_epoch = max(1, s.n_images // s.batch)
     epochs = max(1, math.ceil(s.steps / steps_per_epoch))
     return TrainConfig(
-        model=ModelConfig(arch=s.arch, drop_path_rate=0.1, out_dim=4096, out_dim_c=1024, hidden_dim=512,
-                          bottleneck_dim=128),
-        method=MethodConfig(method=s.method, clustering=ClusteringConfig(n_init=8, n_centroids_max=4),
+        model=ModelConfig(arch=s.arch, out_dim=4096, out_dim_c=1024, hidden_dim=512, bottleneck_dim=128),
+        method=MethodConfig(method=s.method, clustering=ClusteringConfig(n_init=8),
                             warmup_teacher_temp_epochs=min(2, epochs)),
         optim=OptimConfig(epochs=epochs, batch_size=s.batch, lr=5e-4 * 256 / 64, warmup_epochs=min(1, epochs - 1),
                           freeze_last_layer_epochs=min(1, epochs - 1)),

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from croc.errors import InputError
+from croc.eval.registry import EVAL_DATASETS
 from pipelines.compare.reading import load_runs, row_tag, row_value
 
-SEGMENTATION_SETS = ("voc", "coco_things", "coco_stuff")
+SEGMENTATION_SETS = EVAL_DATASETS["unsup"]  # the columns of Tables 1 and 3 (ADE20K: its own table)
 DATASET_TITLES = {"voc": "PVOC12", "coco_things": "COCO-Things", "coco_stuff": "COCO-Stuff", "ade20k": "ADE20K"}
 MAIN_TABLES = ("linear", "ade20k", "unsup", "davis")
 ABLATION_TABLES = ("ablation_lambda_pos", "ablation_k", "ablation_tokens")

@@ -13,6 +13,7 @@ key it names, any other `InputError` as a rule. `section.build(**values_set_else
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from typing import Any, ClassVar, Literal
@@ -79,11 +80,14 @@ def section_from(dataclass_type: type, *, exclude: tuple[str, ...] = (), name: s
                  extra: dict[str, tuple[Any, Any]] | None = None) -> type[DataclassSection]:
     """The pydantic section of a croc settings dataclass, without the fields in `exclude` (set elsewhere: they
     keep their defaults while the section's checks run). `extra`: platform-only fields (pydantic definitions)
-    that the dataclass does not hold; `build()` leaves them out."""
+    that the dataclass does not hold; `build()` leaves them out. `name` must be the name the calling module binds
+    the section to (so that pickling finds it)."""
     hints = typing.get_type_hints(dataclass_type)
     definitions = {field.name: _field_definition(field, hints[field.name])
                    for field in dataclasses.fields(dataclass_type) if field.init and field.name not in exclude}
-    model = create_model(name or f"{dataclass_type.__name__}Section", __base__=DataclassSection,
+    # the caller's module and the name it binds: pickle (Ray) finds the class again by reference
+    module = sys._getframe(1).f_globals["__name__"]
+    model = create_model(name or f"{dataclass_type.__name__}Section", __base__=DataclassSection, __module__=module,
                          __doc__=dataclass_type.__doc__, **definitions, **(extra or {}))
     model.dataclass_type = dataclass_type
     model.platform_fields = tuple(extra or ())

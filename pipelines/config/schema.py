@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from croc.augment_settings import Photometric
 from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.errors import InputError
+from croc.synthetic.render import SynthSpec
 from pipelines.config.base import (
     SQLITE,
     Section,
@@ -36,16 +37,30 @@ __all__ = ["EVAL_DATASETS", "EVAL_TASKS", "EvaluationSection", "PretrainConfig"]
 
 
 class SyntheticSettings(Section):
-    seed: int = 0
-    train_images: int = Field(256, ge=1)
-    height: int = Field(192, ge=16)
-    width: int = Field(256, ge=16)
+    """The embedded synthetic benchmark's spec (croc.synthetic's `SynthSpec` holds the defaults and checks)."""
+
+    seed: int = SynthSpec.seed
+    train_images: int = Field(SynthSpec.coco_train, ge=1)  # COCO-layout training images
+    height: int = SynthSpec.height
+    width: int = SynthSpec.width
     out_dir: str | None = None  # where the generated benchmark goes; None = a folder under the run directory
 
     @field_validator("out_dir")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         return None if value is None else absolute_path(value)
+
+    @model_validator(mode="after")
+    def _a_valid_spec(self) -> SyntheticSettings:
+        try:
+            self.spec()
+        except InputError as exc:
+            raise rule_error(f"data.synthetic: {exc}") from None
+        return self
+
+    def spec(self) -> SynthSpec:
+        """What `croc.synthetic` generates for these settings."""
+        return SynthSpec(seed=self.seed, coco_train=self.train_images, height=self.height, width=self.width)
 
 
 PhotometricSection = section_from(Photometric, name="PhotometricSection")

@@ -6,21 +6,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from croc.errors import InputError
+from croc.eval.registry import SYNTHETIC_ROOTS, root_key
 from pipelines.config import PretrainConfig
 from pipelines.datasets import dataset_roots
 
 
 def check_roots(cfg: PretrainConfig, tasks: Sequence[str]) -> None:
     """Every task's dataset root is set and exists (the readers check the layout inside, naming the file)."""
-    from croc.eval.tasks import SEGMENTATION_SETS, parse_task
-
     roots = dataset_roots(cfg)
     for task in tasks:
-        kind, dataset = parse_task(task)
-        key = "davis" if kind == "davis" else SEGMENTATION_SETS[dataset][3]
+        key = root_key(task)
         root = roots.get(key)
         if not root:
             raise InputError(f"evaluation task {task!r} needs evaluation.datasets.{key} (the dataset's root folder)"
-                             + ("" if key == "ade20k" else " or evaluation.datasets.synthetic=true"))
+                             + (" or evaluation.datasets.synthetic=true" if key in SYNTHETIC_ROOTS else ""))
         if not Path(root).is_dir():
             raise InputError(f"evaluation.datasets.{key}={root} is not a folder (needed by task {task!r})")

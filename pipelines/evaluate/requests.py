@@ -3,11 +3,14 @@ requests that evaluate one checkpoint on a list of tasks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from croc.eval.registry import SYNTHETIC_ROOTS, root_key, task_kind
+from croc.eval.settings import EvalProtocol
 from pipelines.config import PretrainConfig, config_hash
 from pipelines.datasets import dataset_roots
 from pipelines.evaluate.outputs import label_folder
@@ -20,7 +23,10 @@ class EvalRequest:
 
     task: str  # 'linear:voc', 'unsup:coco_stuff', 'davis'
     label: str  # which checkpoint: 'final', 'step 120', 'random init', a file name
-    evaluation: dict[str, Any]  # EvaluationSection, JSON-ready
+    protocol: EvalProtocol  # the protocols' constants (frozen, plain: croc.eval.settings)
+    network: str  # which network of the checkpoint: teacher / student
+    pictures: int  # images (and one video) shown per evaluation
+    params: dict[str, str]  # what the task's run records as MLflow params (its evaluation section, flattened)
     roots: dict[str, str | None]
     out_dir: str
     tracking_uri: str
@@ -45,8 +51,10 @@ def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir
     roots = dataset_roots(cfg)
     tags = run_tags("eval", method, cfg.data.source, config_hash(cfg), source_tags)
     evaluation = cfg.evaluation.model_dump(mode="json")
+    protocol = cfg.evaluation.protocol()
     slug = label_folder(label)
-    return [EvalRequest(task=task, label=label, evaluation=evaluation, roots=roots,
+    return [EvalRequest(task=task, label=label, protocol=protocol, network=cfg.evaluation.network,
+                        pictures=cfg.evaluation.pictures, params=run_params(task, evaluation), roots=roots,
                         out_dir=str(out_dir / slug / task.replace(":", "_")), tracking_uri=cfg.tracking.tracking_uri,
                         experiment=cfg.tracking.experiment or cfg.name,
                         tags={**tags, "croc.eval_synthetic": str(on_synthetic_stand_in(cfg, task)).lower()},
@@ -56,12 +64,25 @@ def eval_requests(cfg: PretrainConfig, tasks: Sequence[str], label: str, out_dir
 def on_synthetic_stand_in(cfg: PretrainConfig, task: str) -> bool:
     """True when `task` reads the synthetic benchmark in its dataset's layout rather than the dataset itself (the
     dataset's root unset and evaluation.datasets.synthetic on)."""
-    from croc.eval.tasks import SEGMENTATION_SETS
-
-    kind, _, dataset = task.partition(":")
-    key = "davis" if kind == "davis" else SEGMENTATION_SETS[dataset][3]
+    key = root_key(task)
     datasets = cfg.evaluation.datasets
-    return bool(datasets.synthetic) and key != "ade20k" and not getattr(datasets, key)
+    return bool(datasets.synthetic) and key in SYNTHETIC_ROOTS and not getattr(datasets, key)
+
+
+def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def run_params(task: str, evaluation: dict[str, Any]) -> dict[str, str]:
+    """The network and the task's own section of `evaluation` (JSON-ready), flattened: 'linear.epochs.voc'."""
+    kind = task_kind(task)
+    params = {"network": str(evaluation.get("network"))}
+    _flat(kind, evaluation.get(kind, {}), params)
+    return params
 
 
 def baseline_label(spec: str) -> str:

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from croc.eval.registry import HEADLINE
 from pipelines.evaluate.requests import EvalSummary
 
-HEADLINE_METRIC = {"linear": "miou_best", "unsup": "miou_mean", "davis": "jf_mean"}  # what Tune and ASHA see
+HEADLINE_METRIC = HEADLINE  # what Tune and ASHA see, per task kind (croc/eval/registry.py)
 
 
 def headline(summary: EvalSummary) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 import traceback
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ import ray
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from croc.eval.registry import task_dataset, task_kind
 from pipelines.config.evaluation import EvaluationSection
-from pipelines.evaluate.protocol import protocol_of
 from pipelines.evaluate.requests import EvalRequest, EvalSummary
 from pipelines.tracking import experiment_id
 
@@ -34,26 +33,15 @@ def _log_table(client: MlflowClient, run_id: str, name: str, rows: list[dict[str
     client.log_text(run_id, buffer.getvalue(), name)
 
 
-def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-
-
 def _start_eval_run(client: MlflowClient, request: EvalRequest, source: str) -> str:
-    kind, _, dataset = request.task.partition(":")
-    tags = {**request.tags, "croc.kind": "eval", "croc.task": kind, "croc.eval_dataset": dataset or kind,
+    tags = {**request.tags, "croc.kind": "eval", "croc.task": task_kind(request.task),
+            "croc.eval_dataset": task_dataset(request.task),
             "croc.checkpoint": source, "croc.checkpoint_label": request.label}
     if request.parent_run_id:
         tags["mlflow.parentRunId"] = request.parent_run_id
     run = client.create_run(experiment_id(client, request.experiment),
                             run_name=request.run_name or f"{request.task} @ {request.label}", tags=tags)
-    section = {"linear": "linear", "unsup": "unsup", "davis": "davis"}[kind]
-    params: dict[str, str] = {"task": request.task, "checkpoint": source,
-                              "network": str(request.evaluation.get("network"))}
-    _flat(section, request.evaluation.get(section, {}), params)
+    params: dict[str, str] = {"task": request.task, "checkpoint": source, **request.params}
     items = [Param(k, v[:6000]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         client.log_batch(run.info.run_id, params=items[i:i + 100])
@@ -90,12 +78,11 @@ def _evaluate(request: EvalRequest, checkpoint: str, board: Any, cpus: float) ->
             board.post.remote(key, description, done, total)
 
     try:
-        backbone = load_backbone(checkpoint, which=request.evaluation.get("network", "teacher"))
+        backbone = load_backbone(checkpoint, which=request.network)
         client.log_batch(run_id, tags=[RunTag("croc.arch", f"{backbone.arch}/{backbone.patch_size}")])
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        protocol = protocol_of(EvaluationSection.model_validate(request.evaluation))
-        outcome = run_task(request.task, backbone, protocol, request.roots, request.out_dir, device, progress,
-                           pictures=int(request.evaluation.get("pictures", 4)))
+        outcome = run_task(request.task, backbone, request.protocol, request.roots, request.out_dir, device,
+                           progress, pictures=request.pictures)
         _record(client, run_id, outcome)
     except BaseException as error:
         client.log_text(run_id, traceback.format_exc(), "error.txt")

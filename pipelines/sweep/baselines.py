@@ -5,6 +5,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from croc.eval.registry import task_dataset, task_kind
 from pipelines import cluster
 from pipelines.config import PretrainConfig
 from pipelines.evaluate.evaluations import Evaluations
@@ -25,7 +26,7 @@ def evaluate_baselines(sweep: SweepConfig, base: PretrainConfig, sweep_run_id: s
             for r in client.search_runs([experiment.experiment_id],
                                         f"tags.mlflow.parentRunId = '{sweep_run_id}' and attributes.status = "
                                         "'FINISHED'")}
-    todo = {spec: [t for t in base.evaluation.tasks if (spec, t.partition(":")[0], t.partition(":")[2] or "davis")
+    todo = {spec: [t for t in base.evaluation.tasks if (spec, task_kind(t), task_dataset(t))
                    not in done] for spec in sweep.baselines}
     todo = {spec: tasks for spec, tasks in todo.items() if tasks}
     if not todo:

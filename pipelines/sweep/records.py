@@ -11,7 +11,7 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from croc.errors import InputError
-from pipelines.evaluate.results import HEADLINE_METRIC
+from croc.eval.registry import HEADLINE
 from pipelines.sweep.sweep_file import PlannedTrial
 
 STATUS_TAG, METRICS_TAG, OVERRIDES_TAG = "croc.trial_status", "croc.trial_metrics", "croc.trial_overrides"
@@ -33,7 +33,7 @@ def record_trial(client: MlflowClient, run_id: str, status: str, metrics: dict[s
     kept = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     text = _json(kept)
     if len(text) > MAX_TAG:  # only the headline numbers and the bookkeeping
-        headlines = set(HEADLINE_METRIC.values())
+        headlines = set(HEADLINE.values())
         text = _json({k: v for k, v in kept.items() if "/" not in k or k.rsplit("/", 1)[1] in headlines})[:MAX_TAG]
     client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag(METRICS_TAG, text)])
 

@@ -24,10 +24,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from croc.errors import InputError
+from croc.eval.registry import headline_metric
 from pipelines.config import PretrainConfig, apply_overrides, load_config
 from pipelines.config.base import Section, check_name, rule_error
 from pipelines.config.evaluation import EVAL_TASKS
-from pipelines.evaluate.results import HEADLINE_METRIC
 
 
 class SearchSpec(Section):
@@ -150,8 +150,7 @@ def plan_trials(sweep: SweepConfig) -> list[PlannedTrial]:
 
 def tune_metric(task: str) -> str:
     """'unsup:voc' -> 'unsup_voc/miou_mean': the name a task's headline number is reported under to Tune."""
-    kind = task.partition(":")[0]
-    return f"{task.replace(':', '_')}/{HEADLINE_METRIC[kind]}"
+    return f"{task.replace(':', '_')}/{headline_metric(task)}"
 
 
 def _errors(error: ValidationError) -> str:

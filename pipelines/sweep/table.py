@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from croc.eval.registry import headline_metric
 from pipelines.evaluate.requests import EvalSummary
-from pipelines.evaluate.results import HEADLINE_METRIC
 from pipelines.sweep.sweep_file import SweepConfig, tune_metric
 from pipelines.sweep.trial import TrialOutcome
 
@@ -21,7 +21,7 @@ def results_table(sweep: SweepConfig, outcomes: list[TrialOutcome], baselines: l
         table.add_row(outcome.key, *values, *cells, outcome.status + (" (recorded)" if outcome.recorded else ""))
     for label in dict.fromkeys(s.label for s in baselines):
         cells = {s.task: s for s in baselines if s.label == label}
-        row = [f"{100 * cells[t].metrics[HEADLINE_METRIC[t.split(':')[0]]]:.1f}"
+        row = [f"{100 * cells[t].metrics[headline_metric(t)]:.1f}"
                if t in cells and not cells[t].error else "-" for t in tasks]
         table.add_row(label, *["-"] * len(keys), *row, "baseline")
     return table

@@ -8,9 +8,9 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from croc.eval.registry import headline_metric
 from pipelines.config import PretrainConfig, apply_overrides
 from pipelines.evaluate.requests import EvalSummary
-from pipelines.evaluate.results import HEADLINE_METRIC
 from pipelines.sweep.records import record_trial, trial_tags
 from pipelines.sweep.sweep_file import tune_metric
 
@@ -53,7 +53,7 @@ def sweep_trial(trial_config: dict[str, Any], base: dict[str, Any], trials: dict
     def report_intermediate(summary: EvalSummary) -> None:
         if summary.error is None and summary.task == scheduler_task and summary.label != "final":
             reports["n"] += 1
-            tune.report({tune_metric(summary.task): summary.metrics[HEADLINE_METRIC[summary.task.split(":")[0]]],
+            tune.report({tune_metric(summary.task): summary.metrics[headline_metric(summary.task)],
                          "evaluations": reports["n"], "done": 0})
 
     tags = trial_tags(sweep_name, key, overrides)

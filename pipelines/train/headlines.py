@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from croc.eval.registry import HEADLINE, HEADLINE_NAMES, task_kind
 from pipelines.evaluate.requests import EvalSummary
-from pipelines.evaluate.results import HEADLINE_METRIC
 
-HEADLINE_NAMES = {"linear": "miou", "unsup": "miou", "davis": "jf"}  # eval/<task>/<name> on the pre-training run
+__all__ = ["HEADLINE_NAMES", "log_headlines"]  # HEADLINE_NAMES: eval/<task>/<name> on the pre-training run
 
 
 def log_headlines(client: MlflowClient, run_id: str, evaluations: Sequence[EvalSummary], final_step: int) -> None:
@@ -22,8 +22,8 @@ def log_headlines(client: MlflowClient, run_id: str, evaluations: Sequence[EvalS
     for summary in evaluations:
         step = final_step if summary.label == "final" else (
             int(summary.label.removeprefix("step ")) if summary.label.startswith("step ") else None)
-        kind = summary.task.partition(":")[0]
-        value = summary.metrics.get(HEADLINE_METRIC.get(kind, ""))
+        kind = task_kind(summary.task)
+        value = summary.metrics.get(HEADLINE.get(kind, ""))
         if summary.error or step is None or value is None:
             continue
         name = summary.task.replace(":", "_")

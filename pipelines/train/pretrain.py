@@ -43,7 +43,7 @@ from pipelines.train.data_pipeline import steps_per_epoch, view_dataset
 from pipelines.train.headlines import log_headlines
 from pipelines.train.progress import ProgressBoard, fit_with_progress
 from pipelines.train.resume import check_resume, record_config_change
-from pipelines.train.train_loop import train_loop
+from pipelines.train.train_loop import WorkerRun, train_loop
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,10 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     board = ProgressBoard.remote()
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.model_dump(mode="json"), "shard_dir": shard_dir,
-                           "steps_per_epoch": per_epoch, "tracking_uri": tracking_uri, "run_id": run_id,
-                           "progress": board, "fault": fault, "export_dir": export_dir,
-                           "threads": cfg.resources.threads_per_worker or max(1, math.ceil(cpus_per_worker))},
+        train_loop_config={"run": WorkerRun(
+            config=cfg, shard_dir=shard_dir, steps_per_epoch=per_epoch, tracking_uri=tracking_uri, run_id=run_id,
+            threads=cfg.resources.threads_per_worker or max(1, math.ceil(cpus_per_worker)), progress=board,
+            export_dir=export_dir, fault=fault)},
         scaling_config=ScalingConfig(num_workers=cfg.resources.num_workers, use_gpu=cfg.resources.use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.resources.use_gpu else "gloo"),

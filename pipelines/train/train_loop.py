@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +61,33 @@ def inject_fault(fault: dict | None, rank: int, step: int, images: torch.Tensor)
     return images
 
 
-def train_loop(loop_config: dict[str, Any]) -> None:
-    cfg = PretrainConfig.model_validate(loop_config["config"])
+@dataclass(frozen=True)
+class WorkerRun:
+    """What each training worker receives (typed, as is, through Ray: nothing is rebuilt from a dict)."""
+
+    config: PretrainConfig
+    shard_dir: str
+    steps_per_epoch: int
+    tracking_uri: str
+    run_id: str
+    threads: int  # torch threads: resources.threads_per_worker, or one per CPU held (a fractional share rounds up)
+    progress: Any = None  # the driver's ProgressBoard actor (rank 0 reports to it)
+    export_dir: str | None = None  # evaluation.after=all_checkpoints: each checkpoint's backbone goes here
+    fault: dict | None = None  # a failure to inject (tests)
+
+
+def train_loop(loop_config: dict[str, WorkerRun]) -> None:
+    """Ray Train's worker function; `loop_config["run"]` is the `WorkerRun`."""
+    run = loop_config["run"]
+    cfg = run.config
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     train_config = cfg.to_train_config()
-    steps_per_epoch = loop_config["steps_per_epoch"]
+    steps_per_epoch = run.steps_per_epoch
     total_steps = steps_per_epoch * cfg.optim.epochs
     per_worker_batch = cfg.optim.batch_size // world
-    # resources.threads_per_worker, or one thread per CPU held (a fractional share rounds up).
-    torch.set_num_threads(loop_config.get("threads", torch.get_num_threads()))
+    torch.set_num_threads(run.threads)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every worker (teacher = copy of the student)
     model = CrOC(train_config).to(device)
@@ -78,7 +95,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     step_fn = TrainStep(model, train_config, steps_per_epoch, device, student=student)
     step = 0
     bound_retries()
-    tracker = (MetricBuffer(MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"], f"{TRAIN_PREFIX}loss")
+    tracker = (MetricBuffer(MlflowClient(run.tracking_uri), run.run_id, f"{TRAIN_PREFIX}loss")
                if rank == 0 else None)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -92,13 +109,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         model.compile_passes()
 
     collapse = CollapseMonitor.for_training(train_config, steps_per_epoch) if rank == 0 else None
-    progress = loop_config.get("progress") if rank == 0 else None
-    settings = cfg.data_settings(loop_config["shard_dir"])
+    progress = run.progress if rank == 0 else None
+    settings = cfg.data_settings(run.shard_dir)
     photometric = cfg.photometric()
     shard = ray.train.get_dataset_shard("train")
     skipped = torch.zeros((), dtype=torch.float64)
     window_start, window_images = time.perf_counter(), 0
-    monitor = (system_metrics(loop_config["tracking_uri"], loop_config["run_id"], cfg.tracking.system_metrics_every_s,
+    monitor = (system_metrics(run.tracking_uri, run.run_id, cfg.tracking.system_metrics_every_s,
                               resumed=checkpoint is not None) if rank == 0 else None)
 
     while step < total_steps:
@@ -106,7 +123,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         remaining = steps_per_epoch - step % steps_per_epoch  # a resumed epoch runs only its missing steps
         for views, replaced in view_batches(shard, per_worker_batch, remaining, settings, epoch):
             images, patch_xy = prepare_batch(views, train_config.model.patch_size, device, photometric=photometric)
-            images = inject_fault(loop_config.get("fault"), rank, step, images)
+            images = inject_fault(run.fault, rank, step, images)
             metrics = step_fn(images, patch_xy, step, check_inputs=step == 0)
             skipped += replaced
             step += 1
@@ -134,8 +151,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             at_epoch_end = step % steps_per_epoch == 0
             if step % cfg.checkpoint.every_steps == 0 or at_epoch_end:
                 _report(step, epoch + int(at_epoch_end), model, step_fn, cfg, rank, tracker)
-                if rank == 0 and loop_config.get("export_dir"):
-                    _export_for_evaluation(model, cfg, step, Path(loop_config["export_dir"]), progress)
+                if rank == 0 and run.export_dir:
+                    _export_for_evaluation(model, cfg, step, Path(run.export_dir), progress)
     if monitor is not None:
         monitor.finish()
 
