@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from croc.config import ModelConfig
 from croc.errors import InputError
-from croc.registry import ARCHITECTURES, PATCH_SIZES, QKV_INDEX
+from croc.registry import ARCHITECTURES, QKV_INDEX
 
 __all__ = ["ARCHS", "QKV_INDEX", "BackboneOutput", "backbone_forward", "create_backbone"]
 
@@ -27,19 +28,14 @@ class BackboneOutput(NamedTuple):
     qkv: torch.Tensor | None  # [3, B, H, 1+N, d] last block's queries, keys, values (CLS first), or None
 
 
-def create_backbone(arch: str = "vit_small", patch_size: int = 16, drop_path_rate: float = 0.1,
-                    img_size: int = 224) -> nn.Module:
+def create_backbone(arch: str = ModelConfig.arch, patch_size: int = ModelConfig.patch_size,
+                    drop_path_rate: float = ModelConfig.drop_path_rate, img_size: int = 224) -> nn.Module:
     """A timm VisionTransformer without classifier, accepting any image size (positional embedding interpolated).
 
     Its state_dict loads into ``timm.create_model(ARCHS[arch], patch_size=..., num_classes=0,
     dynamic_img_size=True)``.
     """
-    if arch not in ARCHS:
-        raise InputError(f"model.arch={arch!r}: allowed {sorted(ARCHS)}")
-    if patch_size not in PATCH_SIZES:
-        raise InputError(f"model.patch_size={patch_size}: allowed {' or '.join(map(str, PATCH_SIZES))}")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise InputError(f"model.drop_path_rate={drop_path_rate}: must lie in [0, 1)")
+    ModelConfig(arch=arch, patch_size=patch_size, drop_path_rate=drop_path_rate)  # the settings' own checks
     return timm.create_model(ARCHS[arch], pretrained=False, num_classes=0, patch_size=patch_size, img_size=img_size,
                              dynamic_img_size=True, drop_path_rate=drop_path_rate)
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from croc.config import ModelConfig
+
 
 class WeightNormLinear(nn.Module):
     """y = x W^T with W = g * v / |v| per output row, no bias. g is frozen at 1 when norm_last_layer."""
@@ -26,8 +28,9 @@ class ProjectionHead(nn.Module):
     The image-level layer (out_dim) and the centroid layer (out_dim_c, absent for DINO) share the MLP.
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 65536, out_dim_c: int | None = 8192, hidden_dim: int = 2048,
-                 bottleneck_dim: int = 256, norm_last_layer: bool = False) -> None:
+    def __init__(self, in_dim: int, out_dim: int = ModelConfig.out_dim, out_dim_c: int | None = ModelConfig.out_dim_c,
+                 hidden_dim: int = ModelConfig.hidden_dim, bottleneck_dim: int = ModelConfig.bottleneck_dim,
+                 norm_last_layer: bool = ModelConfig.norm_last_layer) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden_dim), nn.GELU(),

@@ -11,6 +11,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from croc.config import MethodConfig
+
 
 def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
@@ -26,7 +28,8 @@ def cross_entropy(teacher_probs: torch.Tensor, student_logits: torch.Tensor, stu
 class ImageLoss(nn.Module):
     """DINO loss across the two global views: mean of CE(t1, s2) and CE(t2, s1)."""
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(self, out_dim: int, student_temp: float = MethodConfig.student_temp,
+                 center_momentum: float = MethodConfig.center_momentum) -> None:
         super().__init__()
         self.student_temp = student_temp
         self.center_momentum = center_momentum
@@ -60,7 +63,8 @@ class CentroidLoss(nn.Module):
     A batch without a valid pair gives 0 (and leaves the centre unchanged).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(self, out_dim: int, student_temp: float = MethodConfig.student_temp,
+                 center_momentum: float = MethodConfig.center_momentum) -> None:
         super().__init__()
         self.student_temp = student_temp
         self.center_momentum = center_momentum

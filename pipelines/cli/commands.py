@@ -12,6 +12,7 @@ from pipelines.cli.compare import compare
 from pipelines.cli.data import data_app
 from pipelines.cli.davis_score import davis_score
 from pipelines.cli.defaults import EXPERIMENTS
+from pipelines.cli.errors import exit_2_on_input_error
 from pipelines.cli.help_format import WorkflowGroup
 
 app = typer.Typer(help="CrOC: pre-train, evaluate and compare dense self-supervised ViTs.", no_args_is_help=True,
@@ -59,18 +60,14 @@ def demo(
         settings = DemoSettings.smoke() if smoke else DemoSettings()
         run_demo(DemoSettings(**{**settings.__dict__, "method": method}))
         return
-    from croc.errors import InputError
     from pipelines.config import load_config
     from pipelines.train.pretrain import run_pretrain
 
     config = EXPERIMENTS / "synthetic" / ("smoke.yaml" if smoke else "pretrain.yaml")
-    try:
+    with exit_2_on_input_error():
         cfg = load_config(config, [f"method.method={method}"])
         model = cfg.model
         run_pretrain(cfg, baselines=[f"random:{model.arch}:{model.patch_size}:{cfg.seed}"])
-    except InputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -84,16 +81,12 @@ def pretrain(
                                  "CPUs, data), start nothing, exit"),
 ) -> None:
     """Pre-train on Ray Train (local Ray started for you, or the cluster in RAY_ADDRESS), tracked in MLflow."""
-    from croc.errors import InputError
     from pipelines.config import check_run_name, load_config
 
-    try:  # the run name and the config are checked before Ray or MLflow start
+    with exit_2_on_input_error():  # the run name and the config are checked before Ray or MLflow start
         if run_name is not None:
             check_run_name(run_name, "--run-name")
         cfg = load_config(config, list(ctx.args))
-    except InputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     if dry_run:
         from pipelines.cli.plan import print_plan
 
@@ -101,11 +94,8 @@ def pretrain(
         return
     from pipelines.train.pretrain import run_pretrain
 
-    try:
+    with exit_2_on_input_error():
         run_pretrain(cfg, run_name=run_name, accept_config_change=accept_config_change)
-    except InputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -177,15 +167,11 @@ def submit(
     hash). The working directory travels with the project's excludes (platform/runtime_env.yaml); the command's
     config is checked here first. Example: `croc submit --address http://HEAD:8265 -- pretrain --config
     experiments/paper/coco.yaml`."""
-    from croc.errors import InputError
 
-    try:
+    with exit_2_on_input_error():
         from pipelines.cli.submit import submit as submit_job
 
         _, status = submit_job(list(ctx.args), address, wait=not no_wait, echo=typer.echo)
-    except InputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     if not no_wait and status != "SUCCEEDED":
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from croc.errors import InputError
+from pipelines.cli.errors import exit_2_on_input_error
 from pipelines.terminal import make_console
 
 # The names of pipelines.compare.tables.TABLE_NAMES, repeated so that loading the CLI does not import pandas and MLflow.
@@ -42,12 +42,9 @@ def compare(
 
     console = make_console()
     uri = tracking_uri or default_tracking_uri()
-    try:
+    with exit_2_on_input_error():
         names = parse_names(tables, TABLE_CHOICES) or list(TABLE_CHOICES)
         comparison = compare_experiment(uri, experiment, parse_names(runs), names)
-    except InputError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     from pipelines.compare.render import NO_VALUES, rich_table, write_tables
 
     for warning in comparison.warnings:

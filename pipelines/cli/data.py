@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from croc.data.pretrain_images import KINDS, list_pretrain_images
-from croc.errors import InputError
+from pipelines.cli.errors import exit_2_on_input_error
 from pipelines.terminal import make_console
 
 data_app = typer.Typer(help="Prepare data: Parquet shards from datasets on disk, the synthetic benchmark.",
@@ -33,7 +33,7 @@ def prepare(
     """Write Parquet shards (id, source, encoded bytes, width, height) and a manifest; a rerun resumes."""
     if kind not in KINDS:
         raise typer.BadParameter(f"{kind!r}: allowed {', '.join(KINDS)}", param_hint="KIND")
-    try:
+    with exit_2_on_input_error(console):
         images = list_pretrain_images(kind, root)
         console.print(f"{len(images)} images found under {root} ({kind})")
         with _progress() as progress:
@@ -46,9 +46,6 @@ def prepare(
 
             manifest = write_shards(images, out, images_per_shard, workers, kind=kind, root=str(root),
                                     progress=advance)
-    except InputError as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2) from error
     console.print(f"done: {manifest['num_images']} images in {len(manifest['shards'])} shards at {out}; "
                   f"{manifest['num_skipped']} unreadable (listed in {out / 'manifest.json'})")
 
@@ -66,7 +63,7 @@ def synth(
 
     from croc.synthetic.benchmark import SynthSpec, generate_benchmark
 
-    try:
+    with exit_2_on_input_error(console):
         spec = SynthSpec.tiny(seed) if tiny else SynthSpec(seed=seed)
         if train_images is not None:
             spec = replace(spec, coco_train=train_images)
@@ -79,7 +76,4 @@ def synth(
                 progress.update(task, completed=done, total=total, description=f"generating {stage}")
 
             manifest = generate_benchmark(out, spec, progress=advance)
-    except InputError as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2) from error
     console.print(f"done: {manifest['counts']} at {out}")

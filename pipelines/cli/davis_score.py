@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from croc.errors import InputError
+from pipelines.cli.errors import exit_2_on_input_error
 from pipelines.terminal import make_console
 
 GLOBAL_COLUMNS = ("J&F", "J-mean", "J-recall", "F-mean", "F-recall")
@@ -43,11 +43,8 @@ def davis_score(
     """Score predicted masks with the DAVIS-2017 semi-supervised J and F (first and last frames excluded)."""
     from croc.eval.davis_score import score_predictions
 
-    try:
+    with exit_2_on_input_error():
         result = score_predictions(predictions, davis_root, split)
-    except InputError as error:  # LayoutError included
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
