@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from croc.checkpoint_layouts import STATE_FILE, STATE_FORMAT
 from croc.errors import InputError
 from croc.files import write_atomically
 
-STATE_FILE = "state.pt"
-FORMAT = "croc-training-state-1"
+FORMAT = STATE_FORMAT
 
 
 def rng_state() -> dict[str, Any]:

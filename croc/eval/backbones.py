@@ -28,8 +28,8 @@ from torch import nn
 
 from croc.backbone import ARCHS, create_backbone
 from croc.checkpoint import load_failure_reason
+from croc.checkpoint_layouts import RAY_CHECKPOINT_GLOB, STATE_FILE, STATE_FORMAT, named_kind, parse_named
 from croc.errors import InputError
-from croc.eval.patch_statistics import KINDS as STATISTICS
 from croc.eval.patch_statistics import PatchStatistics
 from croc.eval.registry import NETWORKS
 
@@ -65,7 +65,7 @@ def _backbone_weights(obj: object, path: Path, which: str) -> dict[str, torch.Te
     """The backbone's state dict (timm names) inside whatever structure the file holds."""
     if not isinstance(obj, dict):
         raise InputError(f"{path} holds a {type(obj).__name__}, not a state dict: no backbone weights in it")
-    if obj.get("format") == "croc-training-state-1":  # our training state
+    if obj.get("format") == STATE_FORMAT:  # our training state
         obj = obj["model"]
     elif which in obj and isinstance(obj[which], dict):  # the authors' {'student', 'teacher', 'args', ...}
         obj = obj[which]
@@ -111,20 +111,15 @@ def _build(weights: dict[str, torch.Tensor], path: Path, source: str) -> FrozenB
     return FrozenBackbone(model.eval().requires_grad_(False), arch, patch, source)
 
 
-def _named_spec(spec: str, names, usage: str, defaults: tuple[int, ...]) -> tuple[str, list[int]]:
-    """'kind:<name>[:<int>...]' -> (name, the integers, defaults filling the missing ones); errors show `usage`."""
-    parts = spec.split(":")[1:]
-    if not 1 <= len(parts) <= 1 + len(defaults) or parts[0] not in names:
-        raise InputError(f"checkpoint {spec!r}: expected {usage} with the first field in {sorted(names)}")
+def _parse_named(spec: str) -> tuple[str, str, list[int]]:
     try:
-        numbers = [int(v) for v in parts[1:]]
+        return parse_named(spec)
     except ValueError as error:
-        raise InputError(f"checkpoint {spec!r}: expected {usage}, whose numeric fields are integers") from error
-    return parts[0], numbers + list(defaults[len(numbers):])
+        raise InputError(f"checkpoint {spec!r}: {error}") from None
 
 
 def _random(spec: str) -> FrozenBackbone:
-    arch, (patch, seed) = _named_spec(spec, ARCHS, "random:<arch>[:<patch>][:<seed>]", (16, 0))
+    _, arch, (patch, seed) = _parse_named(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_backbone(arch, patch, drop_path_rate=0.0)
@@ -132,7 +127,7 @@ def _random(spec: str) -> FrozenBackbone:
 
 
 def _statistics(spec: str) -> FrozenBackbone:
-    kind, (patch,) = _named_spec(spec, STATISTICS, "stats:<kind>[:<patch>]", (16,))
+    _, kind, (patch,) = _parse_named(spec)
     return FrozenBackbone(PatchStatistics(kind, patch), f"stats:{kind}", patch,
                           f"per-patch {kind} statistics ({patch} px patches)")
 
@@ -142,16 +137,18 @@ def load_backbone(spec: str | os.PathLike, which: str = "teacher") -> FrozenBack
     if which not in PREFIXES:
         raise InputError(f"which={which!r}: allowed {', '.join(NETWORKS)}")
     text = str(spec)
-    if text.startswith("random:"):
+    kind = named_kind(text)
+    if kind == "random":
         return _random(text)
-    if text.startswith("stats:"):
+    if kind == "stats":
         return _statistics(text)
     path = Path(text).expanduser()
     if path.is_dir():
-        candidates = [path / "state.pt", *sorted(path.glob("checkpoint_*/state.pt"))[-1:]]
+        inside = f"{RAY_CHECKPOINT_GLOB}/{STATE_FILE}"
+        candidates = [path / STATE_FILE, *sorted(path.glob(inside))[-1:]]
         found = [c for c in candidates if c.is_file()]
         if not found:
-            raise InputError(f"{path} is a folder without a training state (state.pt or checkpoint_*/state.pt)")
+            raise InputError(f"{path} is a folder without a training state ({STATE_FILE} or {inside})")
         path = found[0]
     if not path.is_file():
         raise InputError(f"checkpoint {path} not found")

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from croc.checkpoint_layouts import PATCH_STATISTICS
 from croc.errors import InputError
 from croc.eval.features import IMAGENET_MEAN, IMAGENET_STD
 
-KINDS = ("colour", "texture")
+KINDS = PATCH_STATISTICS  # croc/checkpoint_layouts.py: the `stats:<kind>` backbones
 WAVELENGTHS = (4.0, 8.0)  # pixels
 ORIENTATIONS = (0.0, 45.0, 90.0, 135.0)  # degrees
 LUMINANCE = (0.299, 0.587, 0.114)

@@ -60,6 +60,7 @@ def demo(
         settings = DemoSettings.smoke() if smoke else DemoSettings()
         run_demo(DemoSettings(**{**settings.__dict__, "method": method}))
         return
+    from croc.checkpoint_layouts import random_spec
     from pipelines.config import load_config
     from pipelines.train.pretrain import run_pretrain
 
@@ -67,7 +68,7 @@ def demo(
     with exit_2_on_input_error():
         cfg = load_config(config, [f"method.method={method}"])
         model = cfg.model
-        run_pretrain(cfg, baselines=[f"random:{model.arch}:{model.patch_size}:{cfg.seed}"])
+        run_pretrain(cfg, baselines=[random_spec(model.arch, model.patch_size, cfg.seed)])
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

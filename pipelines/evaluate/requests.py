@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from croc.checkpoint_layouts import named_kind, parse_named
 from croc.eval.registry import SYNTHETIC_ROOTS, root_key, task_kind
 from croc.eval.settings import EvalProtocol
 from pipelines.config import PretrainConfig, config_hash
@@ -88,10 +89,14 @@ def run_params(task: str, evaluation: dict[str, Any]) -> dict[str, str]:
 def baseline_label(spec: str) -> str:
     """'random:vit_tiny' -> 'random init' ('random init (seed 1)' for random:vit_tiny:16:1, so that several seeds
     stay apart in tables); 'stats:colour' -> 'colour statistics'; a file -> its name."""
-    if spec.startswith("random:"):
-        parts = spec.split(":")
-        seed = parts[3] if len(parts) > 3 else "0"
-        return "random init" if seed == "0" else f"random init (seed {seed})"
-    if spec.startswith("stats:"):
-        return f"{spec.split(':')[1]} statistics"
-    return Path(spec).name
+    kind = named_kind(spec)
+    if kind is None:
+        return Path(spec).name
+    try:
+        _, name, numbers = parse_named(spec)
+    except ValueError:  # not a valid name: loading it says why; the label is the spec itself
+        return spec
+    if kind == "stats":
+        return f"{name} statistics"
+    seed = numbers[1]
+    return "random init" if seed == 0 else f"random init (seed {seed})"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from croc.checkpoint_layouts import BACKBONE_FILE
 from croc.errors import InputError
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
@@ -28,8 +29,8 @@ def resolve_checkpoint(spec: str, tracking_uri: str) -> tuple[str, str | None]:
     except Exception as error:
         raise InputError(f"--checkpoint {spec}: no MLflow run {run_id} at {tracking_uri}") from error
     try:
-        local = client.download_artifacts(run_id, "backbone.safetensors")
+        local = client.download_artifacts(run_id, BACKBONE_FILE)
     except Exception as error:
-        raise InputError(f"MLflow run {run_id} has no backbone.safetensors artifact (did its pre-training "
+        raise InputError(f"MLflow run {run_id} has no {BACKBONE_FILE} artifact (did its pre-training "
                          f"finish?): {error}") from error
     return local, run_id

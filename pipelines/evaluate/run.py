@@ -13,6 +13,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from croc.checkpoint_layouts import named_kind
 from croc.errors import InputError
 from croc.eval.backbones import load_backbone
 from pipelines import cluster
@@ -48,7 +49,7 @@ def run_evaluate(cfg: PretrainConfig, checkpoint: str, tasks: Sequence[str] | No
         parent = MlflowClient(cfg.tracking.tracking_uri).get_run(parent_run_id)
         method = parent.data.tags.get("croc.method", "external")
         label = label or parent.info.run_name or parent_run_id
-    label = label or (checkpoint if checkpoint.startswith(("random:", "stats:")) else Path(checkpoint).name)
+    label = label or (checkpoint if named_kind(checkpoint) else Path(checkpoint).name)
     cluster.connect_ray()
     check_evaluations_fit(cfg.evaluation)
     out_dir = evaluation_dir(cfg, f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")

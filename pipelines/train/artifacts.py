@@ -11,6 +11,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from croc.checkpoint import load_training_state
+from croc.checkpoint_layouts import BACKBONE_FILE
 from croc.export import export_network_backbone
 from pipelines.backbone_model import log_backbone_model
 from pipelines.config import PretrainConfig, dump_config
@@ -32,7 +33,7 @@ def log_artifacts(client: MlflowClient, run_id: str, cfg: PretrainConfig, checkp
         config_path = Path(tmp) / "config.yaml"
         config_path.write_text(dump_config(cfg))
         client.log_artifact(run_id, str(config_path))
-        path = teacher_backbone or export_final_backbone(checkpoint, cfg, Path(tmp) / "backbone.safetensors")
+        path = teacher_backbone or export_final_backbone(checkpoint, cfg, Path(tmp) / BACKBONE_FILE)
         client.log_artifact(run_id, str(path))
         log_backbone_model(client, run_id, path)  # the same weights as an MLflow model (pyfunc, registrable)
-    return f"{client.get_run(run_id).info.artifact_uri}/backbone.safetensors"
+    return f"{client.get_run(run_id).info.artifact_uri}/{BACKBONE_FILE}"

@@ -21,6 +21,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from rich.console import Console
 
+from croc.checkpoint_layouts import BACKBONE_FILE
 from pipelines import cluster
 from pipelines.cluster import check_evaluations_fit, train_worker_cpus
 from pipelines.config import PretrainConfig, check_run_name, config_hash, flat_params
@@ -175,7 +176,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
         raise
     final = None
     if evaluations is not None:  # the final backbone, exported once; its tasks run while the driver logs and ends
-        final = export_final_backbone(result.checkpoint, cfg, eval_dir / "final" / "backbone.safetensors",
+        final = export_final_backbone(result.checkpoint, cfg, eval_dir / "final" / BACKBONE_FILE,
                                       cfg.evaluation.network)
         evaluate(str(final), "final", total)
         for baseline in baselines:

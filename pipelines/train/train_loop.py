@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from croc.batch import prepare_batch
 from croc.checkpoint import load_training_state, restore_training_state, save_training_state
+from croc.checkpoint_layouts import BACKBONE_FILE
 from croc.collapse import CollapseAlert, CollapseMonitor
 from croc.export import export_network_backbone
 from croc.model import CrOC
@@ -168,7 +169,7 @@ def _report_collapse(alerts: list[CollapseAlert], tracker: MetricBuffer | None) 
 def _export_for_evaluation(model: CrOC, cfg: PretrainConfig, step: int, folder: Path, progress: Any) -> None:
     """evaluation.after=all_checkpoints: the evaluated network's backbone, kept outside the checkpoint rotation."""
     path = export_network_backbone(model.state_dict(), cfg.evaluation.network,
-                                   folder / f"step_{step}" / "backbone.safetensors", cfg.model.arch,
+                                   folder / f"step_{step}" / BACKBONE_FILE, cfg.model.arch,
                                    cfg.model.patch_size, cfg.data.image_size)
     if progress is not None:
         progress.exported.remote(step, str(path))
