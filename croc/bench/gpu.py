@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from croc.bench.data import bench_kernel_all_cores
+from croc.bench.dense_rows import dense_row_compaction
 from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
 from croc.bench.train_step import MODES
 from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
@@ -155,6 +156,7 @@ def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: 
         it += 1
     phases = timer.ms_per_step(PHASES, settings.window_steps)
     sync_free = check_no_sync(step, images, xy, it, device)
+    compaction = dense_row_compaction(step, images, xy) if not compiled else None  # the same rows either way
     rate = statistics.median(window_rates)
     return {
         "part": "step", "method": method, "mode": "compiled" if compiled else "eager",
@@ -165,7 +167,7 @@ def bench_step(settings: GpuBenchSettings, method: str, compiled: bool, device: 
         "phases_ms": phases,
         "clustering_share": clustering_share(phases),
         "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "warmup_s": round(warmup_s, 1),
-        "final_loss": round(float(metrics["loss"]), 4),
+        "final_loss": round(float(metrics["loss"]), 4), "dense_row_compaction": compaction,
     }
 
 
@@ -263,6 +265,11 @@ class Report:
             share = "-" if r["clustering_share"] is None else f"{100 * r['clustering_share']:.1f} %"
             lines.append(f"{r['method'] + ' ' + r['mode']:<18}{r['images_per_s']:>10.1f}{r['ms_per_step']:>10.2f}"
                          f"{share:>12}{r['peak_memory_gib']:>10.2f}{r['sync_free_step']!s:>12}")
+        for r in (r for r in self.results if r["part"] == "step" and r.get("dense_row_compaction")):
+            c = r["dense_row_compaction"]
+            lines.append(f"dense head rows ({r['method']} {r['mode']}): {c['valid_rows']} of {c['rows']} valid "
+                         f"({100 * c['valid_fraction']:.1f} %); student head fwd+bwd {c['head_ms_padded']:.2f} ms "
+                         f"on all rows, {c['head_ms_valid_rows']:.2f} ms on the valid rows alone")
         if data := self.part("data"):
             lines += ["", f"data kernel: {data['images_per_s']:.0f} images/s on {data['cores']} cores, "
                           f"{data['images_per_s_per_core']:.1f} per core ({data['decoder']})"]

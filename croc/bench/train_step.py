@@ -17,6 +17,7 @@ import time
 import torch
 
 from croc.augment import patch_centres
+from croc.bench.dense_rows import dense_row_compaction
 from croc.bench.timing import PhaseTimer, clustering_share, peak_memory_gib, reset_peak, sync
 from croc.config import ClusteringConfig, MethodConfig, ModelConfig, OptimConfig, TrainConfig
 from croc.model import CrOC
@@ -95,6 +96,7 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
 
     sync_free = check_no_sync(step, images, xy, it, device) if args.check_sync else None
     it += 1 if args.check_sync else 0
+    compaction = dense_row_compaction(step, images, xy)
 
     ms_per_iter = 1000 * elapsed / args.steps
     phases = timer.ms_per_step(PHASES, args.steps)
@@ -108,7 +110,7 @@ def run_one(args: argparse.Namespace, method: str, compiled: bool, device: torch
         "ms_per_iter": round(ms_per_iter, 2), "phases_ms": phases,
         "clustering_share": clustering_share(phases),
         "peak_memory_gib": round(peak, 3), "sync_free_step": sync_free, "final_loss": round(loss, 4),
-        "torch": torch.__version__,
+        "dense_row_compaction": compaction, "torch": torch.__version__,
     }
 
 

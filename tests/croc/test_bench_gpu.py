@@ -32,6 +32,10 @@ def test_the_command_measures_every_part_and_writes_one_json_object(tmp_path: Pa
     assert croc["ms_per_step"] == pytest.approx(1000 * 2 / croc["images_per_s"], rel=1e-3)  # 4 significant digits
     assert croc["phases_ms"]["clustering"] > 0 and 0 < croc["clustering_share"] < 1
     assert "clustering" not in dino["phases_ms"] and dino["clustering_share"] == 0
+    rows = croc["dense_row_compaction"]  # 2 views x 2 images x 3 heads (ViT-Tiny) x n_centroids_max 4
+    assert rows["rows"] == 2 * 2 * 3 * 4 and 0 < rows["valid_rows"] <= rows["rows"] and rows["valid_rows"] % 2 == 0
+    assert rows["valid_fraction"] == round(rows["valid_rows"] / rows["rows"], 3)
+    assert rows["head_ms_padded"] > 0 and rows["head_ms_valid_rows"] > 0 and dino["dense_row_compaction"] is None
     data = next(r for r in report["results"] if r["part"] == "data")
     assert data["cores"] == 2 and data["image"] == "640x480"
     assert data["images_per_s_per_core"] == pytest.approx(data["images_per_s"] / 2, abs=0.1)
@@ -43,6 +47,7 @@ def test_the_command_measures_every_part_and_writes_one_json_object(tmp_path: Pa
     assert report["targets"]["croc_compiled_images_per_s"]["met"] is None
     assert report["targets"]["data_images_per_s_per_core"]["measured"] == data["images_per_s_per_core"]
     table = result.stdout
+    assert "dense head rows (croc eager)" in table
     assert "croc eager" in table and "dino eager" in table and "data kernel:" in table and "target" in table
 
 

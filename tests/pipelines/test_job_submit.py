@@ -31,9 +31,11 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-@pytest.fixture
-def ray_head(tmp_path: Path):
-    """A Ray head with the dashboard (job API) on free ports; stopped by SIGTERM, then its process group killed."""
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory):
+    """A Ray head with the dashboard (job API) on free ports, shared by this module's jobs (each writes to its own
+    folders); stopped by SIGTERM, then its process group killed."""
+    tmp_path = tmp_path_factory.mktemp("ray-head")
     gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
     temp_dir = Path("/tmp") / f"rh{os.getpid()}"  # short: Ray's socket paths are length-limited
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
