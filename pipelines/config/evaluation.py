@@ -57,10 +57,9 @@ class LinearSection(_LinearSettings):
 
 # evaluation.unsup: croc.eval.settings.UnsupervisedConfig; n_examples comes from evaluation.pictures and classes from
 # evaluation.classes
-UnsupSection = section_from(UnsupervisedConfig, exclude=("n_examples", "sample_seed", "classes"),
-                            name="UnsupSection")
+UnsupSection = section_from(UnsupervisedConfig, exclude=("n_examples", "classes"), name="UnsupSection")
 # evaluation.davis: croc.eval.settings.PropagationConfig, and the DAVIS split evaluated
-DavisSection = section_from(PropagationConfig, exclude=("upsample",), name="DavisSection",
+DavisSection = section_from(PropagationConfig, name="DavisSection",
                             extra={"split": (Literal[DAVIS_SPLITS], "val")})  # type: ignore[valid-type]
 
 
