@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from croc.errors import InputError
+from pipelines.config import PretrainConfig
 
 
 def git_sha() -> str:
@@ -86,6 +87,21 @@ def run_tags(kind: str, method: str, dataset: str, config_hash: str, extra: Mapp
         tags["croc.image"] = os.environ["CROC_IMAGE"]
     tags.update(extra or {})
     return tags
+
+
+DESCRIPTION = "mlflow.note.content"  # the run's Description in the MLflow UI
+
+
+def pretrain_description(cfg: PretrainConfig, num_images: int, total_steps: int) -> str:
+    """One paragraph for the MLflow UI's Description: what was trained, on what, how long, evaluated how."""
+    m, o = cfg.model, cfg.optim
+    data = (f"the synthetic benchmark (seed {cfg.data.synthetic.seed})" if cfg.data.source == "synthetic"
+            else f"the shards in {cfg.data.shard_dir}")
+    tasks = ", ".join(cfg.evaluation.tasks) or "none"
+    return (f"{cfg.method.method} pre-training of {m.arch}/{m.patch_size} at {cfg.data.image_size} px on {data} "
+            f"({num_images} images): {o.epochs} epochs, {total_steps} steps of batch {o.batch_size}, lr {o.lr:g} per "
+            f"256 images. Evaluations: {tasks} ({cfg.evaluation.after}, {cfg.evaluation.network}). "
+            f"Command: {os.environ.get('CROC_COMMAND', 'croc')}.")
 
 
 def find_run(client: MlflowClient, experiment: str, run_name: str) -> str | None:

@@ -17,10 +17,11 @@ import ray
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from croc.checkpoint_layouts import named_kind
 from croc.eval.registry import task_dataset, task_kind
 from pipelines.config.evaluation import EvaluationSection
 from pipelines.evaluate.requests import EvalRequest, EvalSummary
-from pipelines.tracking import experiment_id
+from pipelines.tracking import DESCRIPTION, experiment_id
 
 
 def _log_table(client: MlflowClient, run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
@@ -36,7 +37,9 @@ def _log_table(client: MlflowClient, run_id: str, name: str, rows: list[dict[str
 def _start_eval_run(client: MlflowClient, request: EvalRequest, source: str) -> str:
     tags = {**request.tags, "croc.kind": "eval", "croc.task": task_kind(request.task),
             "croc.eval_dataset": task_dataset(request.task),
-            "croc.checkpoint": source, "croc.checkpoint_label": request.label}
+            "croc.checkpoint": source, "croc.checkpoint_label": request.label,
+            DESCRIPTION: f"{request.task} evaluation of {request.label} ({source}"
+                         + (")" if named_kind(source) else f", its {request.network})")}
     if request.parent_run_id:
         tags["mlflow.parentRunId"] = request.parent_run_id
     run = client.create_run(experiment_id(client, request.experiment),

@@ -32,10 +32,12 @@ from pipelines.evaluate.outputs import evaluation_dir
 from pipelines.evaluate.requests import EvalSummary, baseline_label
 from pipelines.terminal import make_console
 from pipelines.tracking import (
+    DESCRIPTION,
     bound_retries,
     check_tracking_uri,
     git_sha,
     log_training_dataset,
+    pretrain_description,
     run_tags,
     start_run,
 )
@@ -127,9 +129,10 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
 
     storage = cfg.checkpoint.storage_path
     client = MlflowClient(tracking_uri)
-    run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name,
-                       run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg), extra_tags),
-                       flat_params(cfg), parent_run_id=parent_run_id)
+    tags = run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg),
+                    {DESCRIPTION: pretrain_description(cfg, shards.num_images, total), **(extra_tags or {})})
+    run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name, tags, flat_params(cfg),
+                       parent_run_id=parent_run_id)
     record_config_change(client, run_id, resumed_from, changes, config_hash(cfg))
     if not resumed_from:
         log_training_dataset(client, run_id, shard_dir, manifest)

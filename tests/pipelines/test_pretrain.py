@@ -50,6 +50,9 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     assert run.info.status == "FINISHED"
     assert run.data.params["clustering.n_init"] == "8" and run.data.params["resources.num_workers"] == "2"
     assert run.data.tags["croc.kind"] == "pretrain" and run.data.tags["croc.method"] == "croc"
+    description = run.data.tags["mlflow.note.content"]  # the MLflow UI's Description
+    assert description.startswith("croc pre-training of vit_tiny/16 at 64 px on the synthetic benchmark (seed 0)")
+    assert f"{STEPS} steps of batch" in description and "linear:voc, unsup:voc, davis" in description
     assert list((tmp_path / "runs").glob("synthetic-smoke-*/checkpoint_*"))
     for key in ("loss", "image_loss", "dense_loss", "lr", "weight_decay", "momentum", "teacher_entropy",
                 "clusters_per_problem", "images_per_s", "skipped_records"):
@@ -88,6 +91,7 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
         for r in runs:
             assert r.info.status == "FINISHED", (r.info.run_name, r.data.tags.get("croc.error"))
             assert r.data.tags["croc.method"] == method
+            assert r.data.tags["mlflow.note.content"].startswith(f"{r.data.tags['croc.task']}")
             assert r.data.tags["croc.eval_synthetic"] == "true"  # the demo's datasets are the synthetic stand-ins
             assert 0.0 <= r.data.metrics[headline[r.data.tags["croc.task"]]] <= 1.0
             artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
