@@ -48,6 +48,17 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
+def same_setting(owner: type, name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field declared like `owner`'s field `name`: its default (unless one is given), bounds and choices, so a
+    dataclass that carries the same setting (a run's copy of a protocol constant) does not restate them."""
+    field = owner.__dataclass_fields__[name]
+    if default is dataclasses.MISSING:
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            return setting(factory=field.default_factory, choices=choices_of(field), **bounds_of(field))
+    return setting(default, choices=choices_of(field), **bounds_of(field))
+
+
 def bounds_of(field: dataclasses.Field) -> dict[str, float]:
     return dict(field.metadata.get("bounds") or {})
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from croc.eval.registry import CLASS_RULES, DAVIS_SPLITS, PROTOCOL_EPOCHS
-from croc.settings import SettingError, check_pair, check_settings, setting
+from croc.settings import SettingError, check_pair, check_settings, same_setting, setting
 
 EpochDataset = Literal[tuple(PROTOCOL_EPOCHS)]  # type: ignore[valid-type]  # the datasets run in epoch mode
 
@@ -101,21 +101,22 @@ class LinearProbeConfig:
     ADE20K: ``iterations=40000, crop_size=512, lrs=(...), eval_every=4000`` (`LinearProtocol().probe("ade20k")`).
     """
 
-    image_size: int = setting(LinearProtocol.image_size, ge=16)  # epoch mode: train and val resized
-    last_n: int = setting(LinearProtocol.last_n, ge=1)  # feature blocks (the extractor's last_n when it has one)
+    # the protocol's constants: declared (default, bounds) by LinearProtocol
+    image_size: int = same_setting(LinearProtocol, "image_size")  # epoch mode: train and val resized
+    last_n: int = same_setting(LinearProtocol, "last_n")  # feature blocks (the extractor's last_n when it has one)
     epochs: int = setting(PROTOCOL_EPOCHS["voc"], ge=1)  # epoch mode only
-    lr: float = setting(LinearProtocol.lr, gt=0)  # epoch mode only (iteration mode uses lrs)
-    batch_size: int = setting(LinearProtocol.batch_size, ge=1)
-    scale: tuple[float, float] = setting(LinearProtocol.scale, gt=0)  # zoom range about the centre (size kept)
-    rotation_deg: float = setting(LinearProtocol.rotation_deg, ge=0, le=180)  # rotation angle range +-rotation_deg
+    lr: float = same_setting(LinearProtocol, "lr")  # epoch mode only (iteration mode uses lrs)
+    batch_size: int = same_setting(LinearProtocol, "batch_size")
+    scale: tuple[float, float] = same_setting(LinearProtocol, "scale")  # zoom range about the centre (size kept)
+    rotation_deg: float = same_setting(LinearProtocol, "rotation_deg")  # rotation angle range +-rotation_deg
     flip: bool = LinearProtocol.flip  # horizontal flip with probability 1/2
     seed: int = 0
-    max_train_images: int | None = setting(LinearProtocol.max_train_images, ge=1)  # the first N train images
-    max_val_images: int | None = setting(LinearProtocol.max_val_images, ge=1)  # the first N val images
-    iterations: int | None = setting(None, ge=1)  # set: iteration mode (ADE20K)
-    crop_size: int = setting(LinearProtocol.ade20k_crop_size, ge=1)  # iteration mode: train crops and val resize
-    lrs: tuple[float, ...] = setting((LinearProtocol.lr,), gt=0)  # iteration mode: one run per lr, best reported
-    eval_every: int = setting(LinearProtocol.ade20k_eval_every, ge=1)  # iteration mode: evaluate every N steps
+    max_train_images: int | None = same_setting(LinearProtocol, "max_train_images")  # the first N train images
+    max_val_images: int | None = same_setting(LinearProtocol, "max_val_images")  # the first N val images
+    iterations: int | None = same_setting(LinearProtocol, "ade20k_iterations", None)  # set: iteration mode
+    crop_size: int = same_setting(LinearProtocol, "ade20k_crop_size")  # iteration mode: train crops, val resize
+    lrs: tuple[float, ...] = same_setting(LinearProtocol, "ade20k_lrs", (LinearProtocol.lr,))  # one run per lr
+    eval_every: int = same_setting(LinearProtocol, "ade20k_eval_every")  # iteration mode: evaluate every N steps
     cache_val_features_gb: float = setting(2.0, ge=0)  # cache val features (fp16, CPU) when they fit (0: never)
     n_examples: int = setting(4, ge=0)  # first val images returned with their best-epoch predictions
     num_workers: int = setting(0, ge=0)  # DataLoader workers for reading and resizing
