@@ -29,7 +29,7 @@ SCALARS = (int, float)
 
 
 def _allows_none(annotation: Any) -> bool:
-    return isinstance(annotation, types.UnionType | typing._UnionGenericAlias) and type(None) in typing.get_args(
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
         annotation)
 
 
