@@ -90,10 +90,13 @@ def run_tags(kind: str, method: str, dataset: str, config_hash: str, extra: Mapp
 
 
 DESCRIPTION = "mlflow.note.content"  # the run's Description in the MLflow UI
+PICTURE_KEY = "clusters"  # the MLflow image key of the cluster pictures (one image per step: a step slider)
 
 
-def pretrain_description(cfg: PretrainConfig, num_images: int, total_steps: int) -> str:
-    """One paragraph for the MLflow UI's Description: what was trained, on what, how long, evaluated how."""
+def pretrain_description(cfg: PretrainConfig, num_images: int, total_steps: int,
+                         pictures_run: str | None = None) -> str:
+    """One paragraph for the MLflow UI's Description: what was trained, on what, how long, evaluated how, and the
+    child run holding its cluster pictures."""
     m, o = cfg.model, cfg.optim
     data = (f"the synthetic benchmark (seed {cfg.data.synthetic.seed})" if cfg.data.source == "synthetic"
             else f"the shards in {cfg.data.shard_dir}")
@@ -101,7 +104,8 @@ def pretrain_description(cfg: PretrainConfig, num_images: int, total_steps: int)
     return (f"{cfg.method.method} pre-training of {m.arch}/{m.patch_size} at {cfg.data.image_size} px on {data} "
             f"({num_images} images): {o.epochs} epochs, {total_steps} steps of batch {o.batch_size}, lr {o.lr:g} per "
             f"256 images. Evaluations: {tasks} ({cfg.evaluation.after}, {cfg.evaluation.network}). "
-            f"Command: {os.environ.get('CROC_COMMAND', 'croc')}.")
+            f"Command: {os.environ.get('CROC_COMMAND', 'croc')}."
+            + (f" Cluster pictures: child run '{pictures_run}'." if pictures_run else ""))
 
 
 def find_run(client: MlflowClient, experiment: str, run_name: str) -> str | None:
@@ -186,8 +190,10 @@ class MetricBuffer:
     replays those that MLflow does not hold (`replay`): an MLflow outage loses no step.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, key: str = "loss") -> None:
+    def __init__(self, client: MlflowClient, run_id: str, key: str = "loss",
+                 pictures_run_id: str | None = None) -> None:
         self.client, self.run_id = client, run_id
+        self.pictures_run_id = pictures_run_id or run_id  # pictures may go to a child run of their own
         self.pending: list[Metric] = []
         self.logged_up_to = max((m.step for m in client.get_metric_history(run_id, key)), default=0)
         self.pictured_steps: set[int] | None = None
@@ -229,16 +235,16 @@ class MetricBuffer:
         self.logged_up_to = max([self.logged_up_to, *(m.step for m in missing)])
         return len(missing)
 
-    def picture(self, step: int, image, key: str = "clusters") -> None:
+    def picture(self, step: int, image, key: str = PICTURE_KEY) -> None:
         """A picture for this step, logged at once (pictures are not part of the metric history), and only once:
         a resumed run recomputes the steps after its checkpoint, and a picture an earlier attempt logged stays."""
         if self.pictured_steps is None:  # read once per attempt: MLflow names images <key>+step+<step>+...
-            names = (a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(self.run_id, "images"))
+            names = (a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(self.pictures_run_id, "images"))
             self.pictured_steps = {int(n.split("+")[2]) for n in names
                                    if n.startswith(f"{key}+step+") and n.split("+")[2].isdigit()}
         if step in self.pictured_steps:
             return
-        self.client.log_image(self.run_id, image, key=key, step=step)
+        self.client.log_image(self.pictures_run_id, image, key=key, step=step)
         self.pictured_steps.add(step)
 
     def tag(self, key: str, value: str) -> None:

@@ -44,6 +44,7 @@ from pipelines.tracking import (
 from pipelines.train.artifacts import export_final_backbone, log_artifacts
 from pipelines.train.data_pipeline import steps_per_epoch, view_dataset
 from pipelines.train.headlines import log_headlines
+from pipelines.train.pictures import has_pictures, pictures_run_name, start_pictures_run
 from pipelines.train.progress import ProgressBoard, fit_with_progress
 from pipelines.train.resume import check_resume, record_config_change
 from pipelines.train.train_loop import WorkerRun, train_loop
@@ -78,13 +79,15 @@ def job_warnings(cfg: PretrainConfig) -> list[str]:
     return warnings
 
 
-def _mark_failed(client: MlflowClient, run_id: str, console: Console) -> None:
-    """End the MLflow run FAILED; where MLflow itself is down, say so and leave the training error to be raised."""
+def _mark_failed(client: MlflowClient, run_ids: list[str], console: Console) -> None:
+    """End the MLflow runs FAILED; where MLflow itself is down, say so and leave the training error to be raised."""
     try:
-        client.set_terminated(run_id, status="FAILED")
+        for run_id in run_ids:
+            client.set_terminated(run_id, status="FAILED")
     except Exception as error:  # an outage: the run stays RUNNING until a resume ends it
-        console.print(f"[red]MLflow did not answer[/] ({type(error).__name__}); run {run_id} could not be marked "
-                      "FAILED: resuming the run (same --run-name) once MLflow is back ends it and logs every step")
+        console.print(f"[red]MLflow did not answer[/] ({type(error).__name__}); run {run_ids[0]} could not be "
+                      "marked FAILED: resuming the run (same --run-name) once MLflow is back ends it and logs every "
+                      "step")
 
 
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
@@ -130,9 +133,13 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     storage = cfg.checkpoint.storage_path
     client = MlflowClient(tracking_uri)
     tags = run_tags("pretrain", cfg.method.method, cfg.data.source, config_hash(cfg),
-                    {DESCRIPTION: pretrain_description(cfg, shards.num_images, total), **(extra_tags or {})})
-    run_id = start_run(client, cfg.tracking.experiment or cfg.name, run_name, tags, flat_params(cfg),
-                       parent_run_id=parent_run_id)
+                    {DESCRIPTION: pretrain_description(cfg, shards.num_images, total,
+                                                       pictures_run_name(run_name) if has_pictures(cfg) else None),
+                     **(extra_tags or {})})
+    experiment = cfg.tracking.experiment or cfg.name
+    run_id = start_run(client, experiment, run_name, tags, flat_params(cfg), parent_run_id=parent_run_id)
+    pictures_run_id = start_pictures_run(client, cfg, experiment, run_name, run_id, tags)
+    own_runs = [run_id] + ([pictures_run_id] if pictures_run_id else [])
     record_config_change(client, run_id, resumed_from, changes, config_hash(cfg))
     if not resumed_from:
         log_training_dataset(client, run_id, shard_dir, manifest)
@@ -146,6 +153,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
         train_loop,
         train_loop_config={"run": WorkerRun(
             config=cfg, shard_dir=shard_dir, steps_per_epoch=per_epoch, tracking_uri=tracking_uri, run_id=run_id,
+            pictures_run_id=pictures_run_id,
             threads=cfg.resources.threads_per_worker or max(1, math.ceil(cpus_per_worker)), progress=board,
             export_dir=export_dir, fault=fault)},
         scaling_config=ScalingConfig(num_workers=cfg.resources.num_workers, use_gpu=cfg.resources.use_gpu,
@@ -175,7 +183,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     try:
         result = fit_with_progress(trainer, board, total, console, on_tick=evaluate_intermediate)
     except BaseException:
-        _mark_failed(client, run_id, console)
+        _mark_failed(client, own_runs, console)
         raise
     final = None
     if evaluations is not None:  # the final backbone, exported once; its tasks run while the driver logs and ends
@@ -188,7 +196,8 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
                                source_tags={"croc.checkpoint_source": baseline, **(extra_tags or {})})
     backbone = log_artifacts(client, run_id, cfg, result.checkpoint,
                              final if cfg.evaluation.network == "teacher" else None)
-    client.set_terminated(run_id, status="FINISHED")
+    for own in own_runs:
+        client.set_terminated(own, status="FINISHED")
     console.print(f"done: {total} steps; checkpoint {result.checkpoint.path}; backbone {backbone}; "
                   f"MLflow run {run_id}")
     summaries: list[EvalSummary] = []

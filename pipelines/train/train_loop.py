@@ -71,6 +71,7 @@ class WorkerRun:
     steps_per_epoch: int
     tracking_uri: str
     run_id: str
+    pictures_run_id: str | None  # the child run the cluster pictures go to (pipelines/train/pictures.py); None: none
     threads: int  # torch threads: resources.threads_per_worker, or one per CPU held (a fractional share rounds up)
     progress: Any = None  # the driver's ProgressBoard actor (rank 0 reports to it)
     export_dir: str | None = None  # evaluation.after=all_checkpoints: each checkpoint's backbone goes here
@@ -96,8 +97,8 @@ def train_loop(loop_config: dict[str, WorkerRun]) -> None:
     step_fn = TrainStep(model, train_config, steps_per_epoch, device, student=student)
     step = 0
     bound_retries()
-    tracker = (MetricBuffer(MlflowClient(run.tracking_uri), run.run_id, f"{TRAIN_PREFIX}loss")
-               if rank == 0 else None)
+    tracker = (MetricBuffer(MlflowClient(run.tracking_uri), run.run_id, f"{TRAIN_PREFIX}loss",
+                            pictures_run_id=run.pictures_run_id) if rank == 0 else None)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -145,7 +146,8 @@ def train_loop(loop_config: dict[str, WorkerRun]) -> None:
                 if progress is not None:
                     progress.update.remote(step, values["loss"])
             every = cfg.tracking.cluster_pictures_every_steps
-            if tracker is not None and every and step % every == 0 and step_fn.last_clusters is not None:
+            if (tracker is not None and run.pictures_run_id and every and step % every == 0
+                    and step_fn.last_clusters is not None):
                 clusters = step_fn.last_clusters
                 tracker.picture(step, cluster_figure(images, clusters.assignments, clusters.valid,
                                                      train_config.model.patch_size, step))

@@ -64,9 +64,8 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     system = {key for key in client.get_run(run_id).data.metrics if key.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "backbone.safetensors", "backbone_model", "images"} <= artifacts  # images: cluster pictures
-    pictures = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
-    assert len(pictures) == 2, pictures  # steps 3 and 6
+    assert {"config.yaml", "backbone.safetensors", "backbone_model"} <= artifacts and "images" not in artifacts
+    _check_cluster_pictures(client, experiment.experiment_id, run, description)
     local = client.download_artifacts(run_id, "backbone.safetensors", str(tmp_path))
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True)
     backbone.load_state_dict(load_file(local))  # strict: every timm key present
@@ -77,6 +76,22 @@ def test_demo_smoke_runs_two_workers_tracked_in_mlflow(tmp_path: Path, ray_sessi
     assert data["input_size"] == (3, 64, 64)  # the smoke run's image size
     torch.testing.assert_close(loaded(torch.ones(1, 3, 64, 64)), backbone.eval()(torch.ones(1, 3, 64, 64)))
     _check_demo_evaluations(client, experiment.experiment_id, run_id, output.output)
+
+
+def _check_cluster_pictures(client: MlflowClient, experiment_id: str, run, description: str) -> None:
+    """The cluster pictures sit in a child run whose few params are what MLflow's picture card lists under it."""
+    name = f"clusters of {run.info.run_name}"
+    (pictures_run,) = client.search_runs([experiment_id], "tags.`croc.kind` = 'pictures'")
+    assert pictures_run.info.run_name == name and f"Cluster pictures: child run '{name}'." in description
+    assert pictures_run.data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert pictures_run.info.status == "FINISHED"
+    assert pictures_run.data.params == {"method.tokens": "values", "clustering.n_init": "8",
+                                        "clustering.n_centroids_max": "4", "clustering.lambda_pos": "4.0",
+                                        "tracking.cluster_pictures_every_steps": "3"}
+    caption = ", ".join(f"{k}={v}" for k, v in pictures_run.data.params.items())  # what the UI prints under it
+    assert len(caption) < 200 and len(run.data.params) > 100
+    names = sorted(a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(pictures_run.info.run_id, "images"))
+    assert [n.split("+")[2] for n in names if n.endswith(".png") and "compressed" not in n] == ["3", "6"]
 
 
 def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_id: str, printed: str) -> None:
@@ -119,6 +134,7 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path:
     assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))  # each step exactly once
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["croc.method"] == "dino"
+    assert not client.search_runs([run.info.experiment_id], "tags.`croc.kind` = 'pictures'")  # DINO: no clusters
 
 
 @pytest.mark.slow
@@ -133,10 +149,17 @@ def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Pat
         run_pretrain(cfg, run_name="resume-me", fault={"rank": 0, "step": 5, "kind": "exit", "marker": str(marker)})
     checkpoints = sorted((tmp_path / "runs" / "resume-me").glob("checkpoint_*"))
     assert checkpoints, "the failed run kept its checkpoints"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    (pictures,) = client.search_runs([experiment], "tags.`croc.kind` = 'pictures'")
+    assert pictures.info.status == "FAILED" and pictures.info.run_name == "clusters of resume-me"
     result = run_pretrain(cfg, run_name="resume-me")  # the same name: Ray Train restores the latest checkpoint
-    client = MlflowClient(result.tracking_uri)
     assert client.get_run(result.run_id).info.status == "FINISHED"
     assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))
+    (again,) = client.search_runs([experiment], "tags.`croc.kind` = 'pictures'")  # the same child run, re-opened
+    assert again.info.run_id == pictures.info.run_id and again.info.status == "FINISHED"
+    names = [a.path for a in client.list_artifacts(again.info.run_id, "images") if a.path.endswith(".png")]
+    assert sorted(int(n.split("+")[2]) for n in names if "compressed" not in n) == [3, 6]  # each step once
 
 
 @pytest.mark.slow
