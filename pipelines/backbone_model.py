@@ -1,7 +1,8 @@
 """The exported backbone as an MLflow model: loadable with `mlflow.pyfunc.load_model` and registrable.
 
 The model folder holds the timm-compatible `backbone.safetensors` (the same file timm users load), the `croc`
-package (the code that rebuilds the timm model from it), a signature and the pinned requirements:
+package (the code that rebuilds the timm model from it), the model's own code (`backbone_pyfunc.py`, logged as
+code rather than pickled), a signature, a small input example and the pinned requirements:
 
     model = mlflow.pyfunc.load_model("runs:/<run id>/backbone_model")
     tokens = model.predict(images)       # float32 [B, 3, H, W], normalised -> float32 [B, 1 + N, D] (CLS first)
@@ -21,31 +22,7 @@ import croc
 
 ARTIFACT_PATH = "backbone_model"
 REQUIREMENTS = ("torch", "timm", "safetensors", "numpy")
-
-
-def _pyfunc_model() -> Any:
-    import mlflow.pyfunc
-
-    class BackboneModel(mlflow.pyfunc.PythonModel):
-        """A frozen ViT backbone: normalised images in, every output token out (CLS first)."""
-
-        def load_context(self, context: Any) -> None:
-            from croc.export import load_timm_backbone
-
-            self.model = load_timm_backbone(context.artifacts["backbone"])
-
-        def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
-            import torch
-
-            if isinstance(model_input, dict):  # a named tensor input arrives as {name: array}
-                model_input = model_input["images"]
-            images = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-            if images.dim() != 4 or images.shape[1] != 3:
-                raise ValueError(f"expected images [B, 3, H, W], got {list(images.shape)}")
-            with torch.inference_mode():
-                return self.model.forward_features(images).float().numpy()  # [B, 1 + N, D]
-
-    return BackboneModel()
+EXAMPLE_SIZE = 32  # the input example's side: two patches of 16 (one of 32 px at patch 8 is four), kept small
 
 
 def signature(dim: int) -> Any:
@@ -62,10 +39,11 @@ def save_backbone_model(backbone_file: str | Path, out_dir: str | Path, dim: int
 
     out = Path(out_dir)
     requirements = [f"{name}=={metadata.version(name)}" for name in REQUIREMENTS]
-    mlflow.pyfunc.save_model(path=str(out), python_model=_pyfunc_model(),
+    example = np.zeros((1, 3, EXAMPLE_SIZE, EXAMPLE_SIZE), dtype=np.float32)  # any size: the model is dynamic
+    mlflow.pyfunc.save_model(path=str(out), python_model=str(Path(__file__).with_name("backbone_pyfunc.py")),
                              artifacts={"backbone": str(backbone_file)},
                              code_paths=[str(Path(croc.__file__).parent)], signature=signature(dim),
-                             pip_requirements=requirements)
+                             input_example=example, pip_requirements=requirements)
     return out
 
 

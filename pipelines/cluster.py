@@ -28,9 +28,19 @@ def connect_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
+        logging.getLogger(AUTH_LOGGER).addFilter(_token_auth_on_by_default)
         ray.init(address="local", include_dashboard=False, log_to_driver=verbose(),
                  logging_level=logging.INFO if verbose() else logging.WARNING)
     mute_library_info()
+
+
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _token_auth_on_by_default(record: logging.LogRecord) -> bool:
+    """Drop Ray's notice that a local instance has token authentication on (ours keeps it on by design, see
+    connect_ray); its warning that authentication is off still shows."""
+    return "Token authentication is enabled" not in record.getMessage()
 
 
 @dataclass(frozen=True)

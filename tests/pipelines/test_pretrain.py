@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,12 @@ def test_the_local_ray_instance_keeps_token_authentication_on_and_its_logs_in_fi
     # it starts reads the variable, and the driver is refused by its own GCS)
     assert "RAY_AUTH_MODE" not in str(kwargs.get("runtime_env", ""))
     assert kwargs["log_to_driver"] is False  # Ray's internal lines stay in its log files...
+    auth = logging.getLogger(cluster.AUTH_LOGGER)  # ...and so does its notice that the token is on (by design),
+    notice = auth.makeRecord(auth.name, logging.WARNING, "f", 1, "Token authentication is enabled for this Ray "
+                             "cluster. Set RAY_AUTH_MODE=disabled to opt out.", None, None)
+    alarm = auth.makeRecord(auth.name, logging.WARNING, "f", 1, "Token authentication is disabled for this Ray "
+                            "cluster. Anyone with network access ...", None, None)
+    assert not auth.filter(notice) and auth.filter(alarm)  # while a warning that it is off still shows
     monkeypatch.setenv("CROC_VERBOSE", "1")
     cluster.connect_ray()
     assert calls[-1][0]["log_to_driver"] is True  # ...unless `croc --verbose`
