@@ -91,7 +91,8 @@ def _mark_failed(client: MlflowClient, run_ids: list[str], console: Console) -> 
 
 
 def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Console | None = None,
-                 fault: dict | None = None, baselines: Sequence[str] = (), parent_run_id: str | None = None,
+                 fault: dict | list[dict] | None = None, baselines: Sequence[str] = (),
+                 parent_run_id: str | None = None,
                  extra_tags: Mapping[str, str] | None = None,
                  on_evaluation: Callable[[EvalSummary], None] | None = None, accept_config_change: bool = False,
                  reserved_cpus: float = 0.0) -> PretrainResult:
@@ -103,7 +104,7 @@ def run_pretrain(cfg: PretrainConfig, run_name: str | None = None, console: Cons
     `on_evaluation` receives each intermediate evaluation as soon as it finishes (Tune reports them), while
     training goes on. `reserved_cpus`: CPUs already held by the caller (a Tune trial), left out of the plan.
     `accept_config_change`: resume a run whose config differs from the saved one (recorded on the run).
-    `fault` injects a failure (tests).
+    `fault` injects failures (tests).
     """
     if run_name is not None:
         check_run_name(run_name)  # it becomes a folder under checkpoint.storage_path and an MLflow name

@@ -49,16 +49,18 @@ def _sum_across_workers(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def inject_fault(fault: dict | None, rank: int, step: int, images: torch.Tensor) -> torch.Tensor:
-    """Failure injection for the tests: {"rank", "step", "kind": "exit" | "nan", "marker": once-only file}."""
-    if not fault or fault["rank"] != rank or fault["step"] != step:
-        return images
-    marker = Path(fault["marker"])
-    if fault["kind"] == "exit" and not marker.exists():
-        marker.write_text(f"worker {rank} killed at step {step}")
-        os._exit(1)
-    if fault["kind"] == "nan":
-        return images * float("nan")
+def inject_fault(fault: dict | list[dict] | None, rank: int, step: int, images: torch.Tensor) -> torch.Tensor:
+    """Failure injection for the tests: one or several {"rank", "step", "kind": "exit" | "nan", "marker": a file
+    that makes an exit happen once}."""
+    for one in [fault] if isinstance(fault, dict) else (fault or []):
+        if one["rank"] != rank or one["step"] != step:
+            continue
+        marker = Path(one["marker"])
+        if one["kind"] == "exit" and not marker.exists():
+            marker.write_text(f"worker {rank} killed at step {step}")
+            os._exit(1)
+        if one["kind"] == "nan":
+            images = images * float("nan")
     return images
 
 
@@ -75,7 +77,7 @@ class WorkerRun:
     threads: int  # torch threads: resources.threads_per_worker, or one per CPU held (a fractional share rounds up)
     progress: Any = None  # the driver's ProgressBoard actor (rank 0 reports to it)
     export_dir: str | None = None  # evaluation.after=all_checkpoints: each checkpoint's backbone goes here
-    fault: dict | None = None  # a failure to inject (tests)
+    fault: dict | list[dict] | None = None  # failures to inject (tests)
 
 
 def train_loop(loop_config: dict[str, WorkerRun]) -> None:

@@ -99,23 +99,26 @@ def test_ray_job_submit_runs_a_pretraining(tmp_path: Path, ray_head) -> None:
 
 @pytest.mark.slow
 def test_croc_submit_records_the_commit_and_names_the_job(tmp_path: Path, ray_head) -> None:
+    """What `croc submit` adds to any croc command (here an evaluation, the shortest job that writes an MLflow
+    run; the pre-training job is the test above): the commit, the tree's state, a job name, MLflow's source tags."""
     address, env = ray_head
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     command = [str(BIN / "croc"), "submit", "--address", address, "--",
-               "pretrain", "--config", "experiments/synthetic/smoke.yaml", "--run-name", "provenance",
-               f"checkpoint.storage_path={tmp_path / 'runs'}", f"tracking.tracking_uri={tracking}",
-               f"data.synthetic.out_dir={tmp_path / 'synthetic'}", "evaluation.tasks=[]"]
+               "evaluate", "--checkpoint", "random:vit_tiny:16", "--tasks", "davis", "--label", "provenance",
+               "--config", "experiments/synthetic/smoke.yaml", f"tracking.tracking_uri={tracking}",
+               f"data.synthetic.out_dir={tmp_path / 'synthetic'}", f"checkpoint.storage_path={tmp_path / 'runs'}"]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "submitted croc-pretrain-provenance-" in output and "succeeded" in output
+    assert "submitted croc-evaluate-" in output and "succeeded" in output
     assert "croc.git_sha=unknown" not in output  # no warning: the commit travelled with the job
     client = MlflowClient(tracking)
     (run,) = client.search_runs([client.get_experiment_by_name("synthetic-smoke").experiment_id],
-                                "tags.`croc.kind` = 'pretrain'")
+                                "tags.`croc.kind` = 'eval'")
     tags = run.data.tags
+    assert run.info.status == "FINISHED" and tags["croc.task"] == "davis"
     assert tags["croc.git_sha"] == head and tags["mlflow.source.git.commit"] == head
     assert tags["croc.git_dirty"] in ("true", "false") and tags["mlflow.source.type"] == "JOB"
-    assert tags["croc.submission_id"].startswith("croc-pretrain-provenance-")
-    assert tags["mlflow.source.name"].startswith("croc pretrain --config experiments/synthetic/smoke.yaml")
+    assert tags["croc.submission_id"].startswith("croc-evaluate-")
+    assert tags["mlflow.source.name"].startswith("croc evaluate --checkpoint random:vit_tiny:16 --tasks davis")

@@ -123,40 +123,36 @@ def _check_demo_evaluations(client: MlflowClient, experiment_id: str, pretrain_i
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_replaced_and_the_run_ends_at_the_same_step(tmp_path: Path, synthetic_dir: Path,
-                                                                       ray_session) -> None:
-    from pipelines.train.pretrain import run_pretrain
-
-    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1", "method.method=dino")  # DINO, DDP
-    marker = tmp_path / "killed"
-    result = run_pretrain(cfg, fault={"rank": 1, "step": 3, "kind": "exit", "marker": str(marker)})
-    assert marker.exists(), "the fault was not injected"
-    client = MlflowClient(result.tracking_uri)
-    assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))  # each step exactly once
-    run = client.get_run(result.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["croc.method"] == "dino"
-    assert not client.search_runs([run.info.experiment_id], "tags.`croc.kind` = 'pictures'")  # DINO: no clusters
-
-
-@pytest.mark.slow
-def test_resubmitting_a_failed_run_resumes_it(tmp_path: Path, synthetic_dir: Path, ray_session) -> None:
+def test_a_killed_worker_is_replaced_and_a_failed_run_resumes_when_resubmitted(tmp_path: Path, synthetic_dir: Path,
+                                                                               ray_session) -> None:
+    """Two failures in one run of two DDP workers (resources.max_failures=1): worker 1 killed at step 3 is replaced
+    and training goes on from the step-2 checkpoint; worker 0 killed at step 5 is one failure too many, so the run
+    fails and keeps its checkpoints. Re-running it under the same name resumes it from step 4. Each step is logged
+    once, each cluster picture once, in the same MLflow runs."""
     from ray.train import TrainingFailedError
 
     from pipelines.train.pretrain import run_pretrain
 
-    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=0")
-    marker = tmp_path / "killed"
+    cfg = smoke_config(tmp_path, synthetic_dir, "resources.max_failures=1")
+    replaced, fatal = tmp_path / "replaced", tmp_path / "fatal"
+    faults = [{"rank": 1, "step": 3, "kind": "exit", "marker": str(replaced)},
+              {"rank": 0, "step": 5, "kind": "exit", "marker": str(fatal)}]
     with pytest.raises(TrainingFailedError):
-        run_pretrain(cfg, run_name="resume-me", fault={"rank": 0, "step": 5, "kind": "exit", "marker": str(marker)})
+        run_pretrain(cfg, run_name="resume-me", fault=faults)
+    assert replaced.exists() and fatal.exists(), "a fault was not injected"
     checkpoints = sorted((tmp_path / "runs" / "resume-me").glob("checkpoint_*"))
     assert checkpoints, "the failed run kept its checkpoints"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    (failed,) = client.search_runs([experiment], "tags.`croc.kind` = 'pretrain'")
+    # metrics are written at checkpoints: step 5's died with its worker, and the resumed run logs it
+    assert failed.info.status == "FAILED" and history_steps(client, failed.info.run_id) == [1, 2, 3, 4]
     (pictures,) = client.search_runs([experiment], "tags.`croc.kind` = 'pictures'")
     assert pictures.info.status == "FAILED" and pictures.info.run_name == "clusters of resume-me"
+
     result = run_pretrain(cfg, run_name="resume-me")  # the same name: Ray Train restores the latest checkpoint
-    assert client.get_run(result.run_id).info.status == "FINISHED"
-    assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))
+    assert result.run_id == failed.info.run_id and client.get_run(result.run_id).info.status == "FINISHED"
+    assert history_steps(client, result.run_id) == list(range(1, STEPS + 1))  # each step exactly once
     (again,) = client.search_runs([experiment], "tags.`croc.kind` = 'pictures'")  # the same child run, re-opened
     assert again.info.run_id == pictures.info.run_id and again.info.status == "FINISHED"
     names = [a.path for a in client.list_artifacts(again.info.run_id, "images") if a.path.endswith(".png")]
@@ -177,6 +173,7 @@ def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, synthetic_dir: P
         [MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name(cfg.tracking.experiment)
          .experiment_id])
     assert runs[0].info.status == "FAILED" and runs[0].data.tags["croc.method"] == "dino"
+    assert [r.data.tags["croc.kind"] for r in runs] == ["pretrain"]  # DINO draws no clusters: no pictures run
 
 
 def test_bad_config_fails_before_ray(tmp_path: Path) -> None:
