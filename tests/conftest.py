@@ -1,4 +1,7 @@
-"""Shared fixtures: ONE throw-away local Ray session for the whole suite (started here, stopped here)."""
+"""Shared fixtures: ONE throw-away local Ray session per pytest process (started here, stopped here).
+
+`make test` runs two pytest processes (pytest-xdist, each test file whole in one of them), so at most two such
+sessions run at once, each private to its process."""
 
 from __future__ import annotations
 
